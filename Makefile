@@ -1,0 +1,32 @@
+# The two commands of the README:
+#   make course   set up .venv, execute the lectures and build the book
+#   make test     set up .venv and run the whole test suite (what .ci/run runs)
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+REQS   := requirements.txt requirements-base.txt
+
+.PHONY: course test book lint clean
+
+course: $(STAMP)
+	$(PY) -m coursetools build $(if $(OFFLINE),--offline)
+
+test: $(STAMP)
+	$(PY) -m pytest -n auto
+
+book: course
+
+lint: $(STAMP)
+	$(VENV)/bin/pre-commit run --all-files
+
+# (Re)install when a requirements file changes; reuse the environment otherwise.
+$(STAMP): $(REQS)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+clean:
+	rm -rf build

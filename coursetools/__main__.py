@@ -1,0 +1,76 @@
+"""Command line for maintainers: ``python -m coursetools --help``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from coursetools import checked_outputs, execute, offline
+
+
+def cmd_run(args) -> int:
+    """Execute notebooks in CI and/or student mode (offline unless --online) and print the timings."""
+    if not args.online:
+        offline.activate()
+    records = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in args.notebooks:
+            for mode in args.modes:
+                record = execute.execute(Path(path), Path(tmp) / mode / Path(path).name, mode)
+                print(f"{mode:>7}  {record.seconds:7.1f}s  {'ok' if record.ok else record.error}  {path}")
+                records.append(record)
+    print()
+    print(execute.timing_table(records))
+    return 0 if all(r.ok for r in records) else 1
+
+
+def cmd_checked_outputs(args) -> int:
+    """Refresh the stored outputs of the nbval-checked cells."""
+    offline.activate()
+    for path in args.notebooks:
+        print(f"{path}: {checked_outputs.refresh(Path(path))} checked cell(s) stored")
+    return 0
+
+
+def cmd_build(args) -> int:
+    """Execute the lectures and build the book (see coursetools.book)."""
+    from coursetools import book
+
+    if args.offline:
+        offline.activate()
+    return book.build(mode=args.mode)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m coursetools", description=__doc__)
+    sub = parser.add_subparsers(required=True)
+
+    run = sub.add_parser("run", help=cmd_run.__doc__)
+    run.add_argument("notebooks", nargs="+")
+    run.add_argument("--mode", dest="modes", action="append", choices=["ci", "student"],
+                     help="repeatable; default: both")
+    run.add_argument("--online", action="store_true",
+                     help="allow network access and use the real Keras data sets (default: offline stand-ins)")
+    run.set_defaults(func=cmd_run)
+
+    chk = sub.add_parser("checked-outputs", help=cmd_checked_outputs.__doc__)
+    chk.add_argument("notebooks", nargs="+")
+    chk.set_defaults(func=cmd_checked_outputs)
+
+    build = sub.add_parser("build", help=cmd_build.__doc__)
+    build.add_argument("--mode", choices=["ci", "student"], default="student",
+                       help="parameters to execute with (default: student, the full course)")
+    build.add_argument("--offline", action="store_true",
+                       help="no network: Keras data sets from the stand-in cache (machines without internet)")
+    build.set_defaults(func=cmd_build)
+
+    args = parser.parse_args(argv)
+    if getattr(args, "modes", None) is None and args.func is cmd_run:
+        args.modes = ["ci", "student"]
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""Execute notebooks with papermill, once per run, and keep the executed copies.
+
+Executed copies are written under a run directory with a small JSON record beside
+each (status, wall time, parameters, error). The test suite, the book build and the
+CLI all go through :func:`execute_once`, so a notebook is executed at most once per
+run even when several checks (and several pytest-xdist workers) need it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import papermill
+from filelock import FileLock
+from jupyter_client.manager import AsyncKernelManager
+from traitlets import default
+
+from coursetools import ROOT, notebooks
+
+CELL_TIMEOUT = 600  # seconds per cell; student-mode cells should stay near a minute
+
+
+class IPCKernelManager(AsyncKernelManager):
+    """A kernel manager that talks to its kernel over Unix sockets, not TCP ports.
+
+    With TCP, kernels started at the same moment by parallel test workers can race
+    for the same free port and die ("Address already in use"); IPC sockets are
+    files named after the kernel's own id, so they never collide.
+    """
+
+    @default("transport")
+    def _default_transport(self):
+        return "ipc"
+
+    @default("ip")
+    def _default_ip(self):
+        # The socket path prefix: a private folder per kernel (the default is
+        # relative to the working directory, shared by every kernel started there).
+        self._socket_dir = tempfile.mkdtemp(prefix="kernel-")
+        return os.path.join(self._socket_dir, "ipc")
+
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        await super()._async_cleanup_resources(restart)
+        if not restart and getattr(self, "_socket_dir", None):
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+
+
+@dataclass
+class Execution:
+    notebook: str  # path relative to the repository root
+    output: str
+    mode: str  # "ci" or "student"
+    parameters: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    ok: bool = False
+    error: str = ""
+
+
+def parameters_for(path: Path, mode: str) -> dict:
+    """CI overrides from the notebook metadata in "ci" mode; the notebook's own defaults otherwise."""
+    if mode == "student":
+        return {}
+    if mode == "ci":
+        return notebooks.ci_parameters(notebooks.read(path))
+    raise ValueError(f"unknown mode {mode!r}: use 'ci' or 'student'")
+
+
+def execute(path: Path, output: Path, mode: str = "ci", kernel_name: str = "python3") -> Execution:
+    """Run ``path`` top to bottom with papermill (in its own folder) and record the result."""
+    path, output = Path(path).resolve(), Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    parameters = parameters_for(path, mode)
+    record = Execution(notebooks.relpath(path), str(output), mode, parameters)
+    start = time.perf_counter()
+    try:
+        papermill.execute_notebook(
+            str(path),
+            str(output),
+            parameters=parameters,
+            cwd=str(path.parent),
+            kernel_name=kernel_name,
+            execution_timeout=CELL_TIMEOUT,
+            kernel_manager_class=IPCKernelManager,
+            progress_bar=False,
+            log_output=False,
+        )
+        record.ok = True
+    except papermill.PapermillExecutionError as exc:
+        record.error = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
+    except Exception as exc:  # kernel death, timeout, invalid notebook: report, don't hide
+        record.error = f"{type(exc).__name__}: {exc}"
+    record.seconds = round(time.perf_counter() - start, 2)
+    return record
+
+
+def run_dir() -> Path:
+    """The folder for this run's executed copies (``COURSE_RUN_DIR``, default ``build/run``)."""
+    return Path(os.environ.get("COURSE_RUN_DIR", ROOT / "build" / "run"))
+
+
+def executed_path(path: Path, mode: str = "ci") -> Path:
+    return run_dir() / "executed" / mode / notebooks.relpath(path)
+
+
+def execute_once(path: Path, mode: str = "ci") -> Execution:
+    """Execute ``path`` unless this run already has; safe across processes."""
+    output = executed_path(path, mode)
+    record_file = output.with_suffix(".json")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(output) + ".lock"):
+        if record_file.exists():
+            return Execution(**json.loads(record_file.read_text()))
+        record = execute(path, output, mode)
+        record_file.write_text(json.dumps(asdict(record), indent=1))
+    return record
+
+
+def recorded_executions() -> list[Execution]:
+    """Every execution recorded in this run's folder (for the timing table)."""
+    folder = run_dir() / "executed"
+    if not folder.exists():
+        return []
+    return [Execution(**json.loads(p.read_text())) for p in sorted(folder.rglob("*.json"))]
+
+
+def timing_table(records: list[Execution]) -> str:
+    rows = sorted(records, key=lambda r: -r.seconds)
+    width = max([len(r.notebook) for r in rows] + [8])
+    lines = [f"{'notebook':<{width}}  {'mode':<7}  {'seconds':>8}  status"]
+    for r in rows:
+        status = "ok" if r.ok else f"FAILED ({r.error[:60]})"
+        lines.append(f"{r.notebook:<{width}}  {r.mode:<7}  {r.seconds:>8.1f}  {status}")
+    lines.append(f"{'total':<{width}}  {'':<7}  {sum(r.seconds for r in rows):>8.1f}")
+    return "\n".join(lines)

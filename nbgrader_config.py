@@ -1,0 +1,19 @@
+"""nbgrader configuration for the course (run ``nbgrader ...`` from the repository root).
+
+Instructor sources live in ``solutions/``, generated student versions in
+``exercises/``; everything that holds student work or grades lives under the
+git-ignored ``grading/`` folder.
+"""
+
+c = get_config()  # noqa: F821 (provided by nbgrader when it loads this file)
+
+c.CourseDirectory.root = "."
+c.CourseDirectory.source_directory = "solutions"
+c.CourseDirectory.release_directory = "exercises"
+c.CourseDirectory.submitted_directory = "grading/submitted"
+c.CourseDirectory.autograded_directory = "grading/autograded"
+c.CourseDirectory.feedback_directory = "grading/feedback"
+c.CourseDirectory.db_url = "sqlite:///grading/gradebook.db"
+
+# Student versions: solution regions become this stub; hidden tests are removed.
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}

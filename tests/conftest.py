@@ -1,0 +1,35 @@
+"""Shared set-up for the course test suite.
+
+* Every run gets a fresh run folder (``build/run`` unless ``COURSE_RUN_DIR`` is set):
+  executed notebooks, their timing records and the staged book live there, so
+  each notebook is executed once per run and reused by every check that needs it.
+* Notebooks run offline: ``coursetools.offline`` seeds the Keras cache with
+  stand-in data and blocks network access inside kernels.
+* At the end, a table of per-notebook execution times is printed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from coursetools import ROOT, execute, offline
+
+
+def _is_controller(config) -> bool:
+    return not hasattr(config, "workerinput")
+
+
+def pytest_configure(config):
+    if _is_controller(config):
+        os.environ.setdefault("COURSE_RUN_DIR", str(ROOT / "build" / "run"))
+        shutil.rmtree(execute.run_dir(), ignore_errors=True)
+        execute.run_dir().mkdir(parents=True)
+    offline.activate()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    records = execute.recorded_executions()
+    if records:
+        terminalreporter.section("notebook execution times (wall clock, seconds)")
+        terminalreporter.write_line(execute.timing_table(records))

@@ -1,0 +1,53 @@
+"""The web book: its table of contents is complete and it builds from the
+notebooks this run has already executed."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from coursetools import ROOT, book, execute, notebooks
+
+LEAK_MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
+
+
+def test_toc_lists_every_lecture_and_exercise():
+    pages = set(book.toc_files())
+    expected = {notebooks.relpath(p).removesuffix(".ipynb") for p in notebooks.lectures() + notebooks.exercises()}
+    assert expected <= pages, f"missing from book/_toc.yml: {sorted(expected - pages)}"
+    for page in pages:
+        book.source_path(page)  # raises if a toc entry has no file
+    assert not [p for p in pages if p.startswith("solutions/")], "solutions must never be in the book"
+
+
+@pytest.fixture(scope="module")
+def built_book():
+    output = execute.run_dir() / "book"
+    result = book.build_from_executed(output)
+    assert result.returncode == 0, f"jupyter-book build failed:\n{result.stdout[-5000:]}\n{result.stderr[-5000:]}"
+    return output / "_build" / "html"
+
+
+@pytest.mark.slow
+def test_book_pages_exist_with_figures_and_launch_buttons(built_book):
+    settings = notebooks.course_settings()
+    for page in book.toc_files():
+        html_file = built_book / (page + ".html")
+        assert html_file.exists(), f"no page for {page}"
+        html = html_file.read_text()
+        assert not [m for m in LEAK_MARKERS if m in html], f"{page}: solution or hidden-test text"
+        if page.startswith("lectures/"):
+            src = book.source_path(page)
+            if any(o.get("output_type") == "display_data" for c in notebooks.read(execute.executed_path(src)).cells
+                   for o in c.get("outputs", [])):
+                assert re.search(r"<img[^>]+(_images/|data:image)", html), f"{page}: executed figures missing"
+            colab = f"colab.research.google.com/github/{settings['repository']}/blob/{settings['branch']}/{page}.ipynb"
+            assert colab in html, f"{page}: no Colab launch button pointing at {colab}"
+
+
+def test_book_config_points_at_the_repository():
+    import yaml
+
+    config = yaml.safe_load((ROOT / "book" / "_config.yml").read_text())
+    assert config["repository"]["url"].endswith(notebooks.course_settings()["repository"])
