@@ -5,9 +5,13 @@ Instructor sources live in ``solutions/``, generated student versions in
 git-ignored ``grading/`` folder.
 """
 
+import os
+
+os.makedirs("grading", exist_ok=True)  # the gradebook's folder must exist before nbgrader opens it
+
 c = get_config()  # noqa: F821 (provided by nbgrader when it loads this file)
 
-c.CourseDirectory.root = "."
+c.CourseDirectory.root = os.getcwd()  # nbgrader reads this file from the course root
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "exercises"
 c.CourseDirectory.submitted_directory = "grading/submitted"
@@ -17,3 +21,4 @@ c.CourseDirectory.db_url = "sqlite:///grading/gradebook.db"
 
 # Student versions: solution regions become this stub; hidden tests are removed.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+c.ExecutePreprocessor.timeout = 300  # seconds per cell when autograding

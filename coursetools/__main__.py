@@ -43,6 +43,21 @@ def cmd_build(args) -> int:
     return book.build(mode=args.mode)
 
 
+def cmd_release(args) -> int:
+    """Regenerate student versions in exercises/ from solutions/ with nbgrader."""
+    from coursetools import assignments
+
+    for name in args.assignments or assignments.names():
+        with tempfile.TemporaryDirectory() as tmp:
+            target = assignments.release_to_repository(name, Path(tmp))
+        leaks = [p for p in target.rglob("*.ipynb") if any(m in p.read_text() for m in assignments.LEAK_MARKERS)]
+        if leaks:
+            print(f"LEAK: solution or hidden-test markers in {leaks}")
+            return 1
+        print(f"{name}: {assignments.ROOT / 'exercises' / name}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m coursetools", description=__doc__)
     sub = parser.add_subparsers(required=True)
@@ -65,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--offline", action="store_true",
                        help="no network: Keras data sets from the stand-in cache (machines without internet)")
     build.set_defaults(func=cmd_build)
+
+    rel = sub.add_parser("release", help=cmd_release.__doc__)
+    rel.add_argument("assignments", nargs="*", help="default: every assignment in solutions/")
+    rel.set_defaults(func=cmd_release)
 
     args = parser.parse_args(argv)
     if getattr(args, "modes", None) is None and args.func is cmd_run:

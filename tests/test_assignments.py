@@ -1,0 +1,160 @@
+"""nbgrader integrity of every assignment in ``solutions/``.
+
+For each assignment, in a scratch nbgrader course (nothing lands in the repository):
+
+* ``nbgrader generate_assignment`` reproduces the committed student version in
+  ``exercises/`` exactly, and that version contains no solution or hidden-test text;
+* ``nbgrader autograde`` gives the solution full marks on every autograded cell, the
+  blank student version zero on every autograded cell, and each known-wrong answer
+  (``tests/wrong_variants/<assignment>.yaml``) loses exactly its function's points.
+
+Scores are printed per submission so a failing run shows the whole picture.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import nbformat
+import pytest
+import yaml
+
+from coursetools import ROOT, assignments, execute
+
+ASSIGNMENTS = assignments.names()
+WRONG = ROOT / "tests" / "wrong_variants"
+
+
+def by_assignment(names):
+    # One xdist worker per assignment, so its scratch course is built once.
+    return [pytest.param(a, marks=pytest.mark.xdist_group(a), id=a) for a in names]
+
+
+def wrong_variants(assignment: str) -> dict:
+    path = WRONG / f"{assignment}.yaml"
+    return yaml.safe_load(path.read_text()) if path.exists() else {}
+
+
+def answer_cells(nb) -> dict[str, str]:
+    """Every cell a student answers in (code or written): grade id -> the instructor's answer."""
+    return {
+        c.metadata["nbgrader"]["grade_id"]: c.source for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")
+    }
+
+
+def autograded_answer_ids(nb) -> set[str]:
+    """Answer cells judged by test cells (code, not graded by hand themselves)."""
+    return {
+        c.metadata["nbgrader"]["grade_id"]
+        for c in nb.cells
+        if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")
+        and not c.metadata["nbgrader"].get("grade")
+    }
+
+
+def without_markers(source: str) -> str:
+    return "\n".join(line for line in source.splitlines() if not line.strip().startswith("### "))
+
+
+def answered(release_nb, answers: dict[str, str]):
+    """The student version with some answer cells filled in, as a student would."""
+    nb = copy.deepcopy(release_nb)
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id in answers:
+            cell.source = answers[grade_id]
+    return nb
+
+
+@pytest.fixture(scope="module")
+def graded(request):
+    """Generate, submit and autograde one assignment; return what the tests need."""
+    assignment = request.param
+    course = assignments.Course(execute.run_dir() / "grading" / assignment)
+    release = course.generate(assignment)
+    sources = {p.name: nbformat.read(p, as_version=4) for p in assignments.source_notebooks(assignment)}
+    releases = {name: nbformat.read(release / name, as_version=4) for name in sources}
+    answers = {name: {k: without_markers(v) for k, v in answer_cells(nb).items()} for name, nb in sources.items()}
+
+    submissions = {
+        "solution": {name: answered(releases[name], answers[name]) for name in sources},
+        "blank": releases,
+    }
+    for grade_id, variant in wrong_variants(assignment).items():
+        submissions[f"wrong-{grade_id}"] = {
+            name: answered(releases[name], {**answers[name], grade_id: variant["code"]})
+            if grade_id in answers[name] else answered(releases[name], answers[name])
+            for name in sources
+        }
+    for student, notebooks in submissions.items():
+        course.submit(assignment, student, notebooks)
+    course.autograde(assignment)
+
+    tests = {k: v for nb in sources.values() for k, v in assignments.autograded_tests(nb).items()}
+    scores = {student: course.scores(assignment, student) for student in submissions}
+    print(f"\n{assignment}: autograded points per submission (max {sum(tests.values()):g})")
+    for student, cells in scores.items():
+        print(f"  {student:<32} {sum(cells[t] or 0 for t in tests):>6g}  {json.dumps(cells)}")
+    return {"assignment": assignment, "release": release, "sources": sources, "tests": tests, "scores": scores}
+
+
+@pytest.mark.parametrize("graded", by_assignment(ASSIGNMENTS), indirect=True)
+def test_committed_release_is_regenerated_identically(graded):
+    committed = ROOT / "exercises" / graded["assignment"]
+    generated = sorted(p.relative_to(graded["release"]) for p in graded["release"].rglob("*") if p.is_file())
+    in_repo = sorted(p.relative_to(committed) for p in committed.rglob("*") if p.is_file())
+    assert generated == in_repo, f"files differ: generated {generated}, committed {in_repo}"
+    for rel in generated:
+        new, old = graded["release"] / rel, committed / rel
+        if rel.suffix == ".ipynb":
+            same = nbformat.read(new, as_version=4) == nbformat.read(old, as_version=4)
+        else:
+            same = new.read_bytes() == old.read_bytes()
+        assert same, f"exercises/{graded['assignment']}/{rel} is stale: run `python -m coursetools release`"
+
+
+@pytest.mark.parametrize("graded", by_assignment(ASSIGNMENTS), indirect=True)
+def test_student_version_leaks_nothing(graded):
+    committed = ROOT / "exercises" / graded["assignment"]
+    for name, source in graded["sources"].items():
+        text = (committed / name).read_text()
+        assert not [m for m in assignments.LEAK_MARKERS if m in text], f"{name}: solution/hidden-test markers"
+        regions = assignments.marked_regions(source)
+        secret_lines = {line for region in regions for line in region.lines}
+        # Text a student may see: the source without its solution and hidden-test lines.
+        public = "\n".join(
+            line for cell in source.cells for line in cell.source.splitlines() if line not in secret_lines
+        )
+        for region in regions:
+            for line in region.lines:
+                secret = line.strip()
+                if len(secret) >= 12 and not secret.startswith("#") and secret not in public:
+                    assert secret not in text, f"{name}: {region.kind.lower()} line leaked: {secret!r}"
+
+
+@pytest.mark.parametrize("graded", by_assignment(ASSIGNMENTS), indirect=True)
+def test_solution_gets_full_marks(graded):
+    scores = graded["scores"]["solution"]
+    lost = {t: scores.get(t) for t, points in graded["tests"].items() if scores.get(t) != points}
+    assert not lost, f"the solution loses points on {lost} (max {graded['tests']})"
+
+
+@pytest.mark.parametrize("graded", by_assignment(ASSIGNMENTS), indirect=True)
+def test_blank_student_version_scores_zero(graded):
+    scores = graded["scores"]["blank"]
+    earned = {t: scores.get(t) for t in graded["tests"] if scores.get(t)}
+    assert not earned, f"the unanswered student version earns points on {earned}"
+
+
+@pytest.mark.parametrize("graded", by_assignment(ASSIGNMENTS), indirect=True)
+def test_each_wrong_answer_loses_exactly_its_points(graded):
+    variants = wrong_variants(graded["assignment"])
+    autograded_answers = set().union(*(autograded_answer_ids(nb) for nb in graded["sources"].values()))
+    missing = autograded_answers - set(variants)
+    assert not missing, f"no known-wrong variant for {sorted(missing)} in tests/wrong_variants/"
+    for grade_id, variant in variants.items():
+        scores = graded["scores"][f"wrong-{grade_id}"]
+        expected = {t: (0.0 if t in variant["loses"] else p) for t, p in graded["tests"].items()}
+        got = {t: scores.get(t) for t in graded["tests"]}
+        assert got == expected, f"wrong {grade_id}: expected {expected}, got {got}"
