@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
@@ -33,3 +34,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if records:
         terminalreporter.section("notebook execution times (wall clock, seconds)")
         terminalreporter.write_line(execute.timing_table(records))
+    graded = sorted((execute.run_dir() / "grading").glob("*.json"))
+    if graded:
+        terminalreporter.section("nbgrader integrity: autograded points per submission")
+        for path in graded:
+            results = json.loads(path.read_text())
+            tests = results["tests"]
+            terminalreporter.write_line(f"{path.stem} (max {sum(tests.values()):g})")
+            for student, cells in results["scores"].items():
+                earned = sum(cells.get(t) or 0 for t in tests)
+                terminalreporter.write_line(f"  {student:<36} {earned:>6g}")

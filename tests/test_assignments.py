@@ -15,20 +15,17 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import nbformat
 import pytest
 import yaml
+from filelock import FileLock
 
 from coursetools import ROOT, assignments, execute
 
 ASSIGNMENTS = assignments.names()
 WRONG = ROOT / "tests" / "wrong_variants"
-
-
-def by_assignment(names):
-    # One xdist worker per assignment, so its scratch course is built once.
-    return [pytest.param(a, marks=pytest.mark.xdist_group(a), id=a) for a in names]
 
 
 def wrong_variants(assignment: str) -> dict:
@@ -67,11 +64,9 @@ def answered(release_nb, answers: dict[str, str]):
     return nb
 
 
-@pytest.fixture(scope="module")
-def graded(request):
-    """Generate, submit and autograde one assignment; return what the tests need."""
-    assignment = request.param
-    course = assignments.Course(execute.run_dir() / "grading" / assignment)
+def grade(assignment: str, folder: Path) -> dict:
+    """Generate the student version, submit solution, blank and wrong answers, autograde."""
+    course = assignments.Course(folder)
     release = course.generate(assignment)
     sources = {p.name: nbformat.read(p, as_version=4) for p in assignments.source_notebooks(assignment)}
     releases = {name: nbformat.read(release / name, as_version=4) for name in sources}
@@ -90,16 +85,31 @@ def graded(request):
     for student, notebooks in submissions.items():
         course.submit(assignment, student, notebooks)
     course.autograde(assignment)
-
     tests = {k: v for nb in sources.values() for k, v in assignments.autograded_tests(nb).items()}
-    scores = {student: course.scores(assignment, student) for student in submissions}
-    print(f"\n{assignment}: autograded points per submission (max {sum(tests.values()):g})")
-    for student, cells in scores.items():
-        print(f"  {student:<32} {sum(cells[t] or 0 for t in tests):>6g}  {json.dumps(cells)}")
-    return {"assignment": assignment, "release": release, "sources": sources, "tests": tests, "scores": scores}
+    return {
+        "release": str(release),
+        "tests": tests,
+        "scores": {student: course.scores(assignment, student) for student in submissions},
+    }
 
 
-@pytest.mark.parametrize("graded", by_assignment(ASSIGNMENTS), indirect=True)
+@pytest.fixture(scope="module")
+def graded(request):
+    """The grading results of one assignment, computed once per run whichever
+    pytest-xdist worker asks first (the others wait for it and read the result)."""
+    assignment = request.param
+    folder = execute.run_dir() / "grading" / assignment
+    results_file = folder.with_suffix(".json")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        if not results_file.exists():
+            results_file.write_text(json.dumps(grade(assignment, folder)))
+    results = json.loads(results_file.read_text())
+    sources = {p.name: nbformat.read(p, as_version=4) for p in assignments.source_notebooks(assignment)}
+    return {**results, "assignment": assignment, "release": Path(results["release"]), "sources": sources}
+
+
+@pytest.mark.parametrize("graded", ASSIGNMENTS, indirect=True)
 def test_committed_release_is_regenerated_identically(graded):
     committed = ROOT / "exercises" / graded["assignment"]
     generated = sorted(p.relative_to(graded["release"]) for p in graded["release"].rglob("*") if p.is_file())
@@ -114,7 +124,7 @@ def test_committed_release_is_regenerated_identically(graded):
         assert same, f"exercises/{graded['assignment']}/{rel} is stale: run `python -m coursetools release`"
 
 
-@pytest.mark.parametrize("graded", by_assignment(ASSIGNMENTS), indirect=True)
+@pytest.mark.parametrize("graded", ASSIGNMENTS, indirect=True)
 def test_student_version_leaks_nothing(graded):
     committed = ROOT / "exercises" / graded["assignment"]
     for name, source in graded["sources"].items():
@@ -133,21 +143,21 @@ def test_student_version_leaks_nothing(graded):
                     assert secret not in text, f"{name}: {region.kind.lower()} line leaked: {secret!r}"
 
 
-@pytest.mark.parametrize("graded", by_assignment(ASSIGNMENTS), indirect=True)
+@pytest.mark.parametrize("graded", ASSIGNMENTS, indirect=True)
 def test_solution_gets_full_marks(graded):
     scores = graded["scores"]["solution"]
     lost = {t: scores.get(t) for t, points in graded["tests"].items() if scores.get(t) != points}
     assert not lost, f"the solution loses points on {lost} (max {graded['tests']})"
 
 
-@pytest.mark.parametrize("graded", by_assignment(ASSIGNMENTS), indirect=True)
+@pytest.mark.parametrize("graded", ASSIGNMENTS, indirect=True)
 def test_blank_student_version_scores_zero(graded):
     scores = graded["scores"]["blank"]
     earned = {t: scores.get(t) for t in graded["tests"] if scores.get(t)}
     assert not earned, f"the unanswered student version earns points on {earned}"
 
 
-@pytest.mark.parametrize("graded", by_assignment(ASSIGNMENTS), indirect=True)
+@pytest.mark.parametrize("graded", ASSIGNMENTS, indirect=True)
 def test_each_wrong_answer_loses_exactly_its_points(graded):
     variants = wrong_variants(graded["assignment"])
     autograded_answers = set().union(*(autograded_answer_ids(nb) for nb in graded["sources"].values()))
