@@ -53,6 +53,7 @@ def source_path(page: str, root: Path = ROOT) -> Path:
 
 
 def _jupyter_book(source: Path, config: Path, output: Path) -> subprocess.CompletedProcess:
+    source, config, output = Path(source).resolve(), Path(config).resolve(), Path(output).resolve()
     command = [
         str(Path(sys.executable).with_name("jupyter-book")), "build", str(source),
         "--config", str(config), "--toc", str(source / "book" / "_toc.yml"),

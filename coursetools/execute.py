@@ -101,7 +101,7 @@ def execute(path: Path, output: Path, mode: str = "ci", kernel_name: str = "pyth
 
 def run_dir() -> Path:
     """The folder for this run's executed copies (``COURSE_RUN_DIR``, default ``build/run``)."""
-    return Path(os.environ.get("COURSE_RUN_DIR", ROOT / "build" / "run"))
+    return Path(os.environ.get("COURSE_RUN_DIR", ROOT / "build" / "run")).resolve()
 
 
 def executed_path(path: Path, mode: str = "ci") -> Path:

@@ -90,7 +90,6 @@ def prepare(workdir: Path = DEFAULT_DIR) -> dict[str, str]:
     return {
         "KERAS_HOME": str(keras_home),
         "IPYTHONDIR": str(workdir / "ipython"),
-        "MPLBACKEND": "Agg",
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "PYDEVD_DISABLE_FILE_VALIDATION": "1",
     }
