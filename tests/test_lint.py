@@ -19,5 +19,6 @@ def test_ruff_clean():
 
 def test_nbstripout_would_change_nothing():
     paths = [str(p) for p in notebooks.lectures() + notebooks.solutions() + notebooks.exercises()]
-    result = subprocess.run([str(BIN / "nbstripout"), "--verify", *paths], cwd=ROOT, capture_output=True, text=True)
+    command = [str(BIN / "nbstripout"), "--keep-id", "--verify", *paths]  # the pre-commit hook's options
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, f"nbstripout would strip these notebooks:\n{result.stdout}{result.stderr}"
