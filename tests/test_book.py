@@ -9,6 +9,7 @@ import pytest
 
 from coursetools import ROOT, book, execute, notebooks
 
+# Without the leading "###": in a markdown cell it would render as a heading and vanish.
 LEAK_MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
 
 
