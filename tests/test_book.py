@@ -4,6 +4,7 @@ notebooks this run has already executed."""
 from __future__ import annotations
 
 import re
+from pathlib import PurePosixPath
 
 import pytest
 
@@ -44,6 +45,18 @@ def test_book_pages_exist_with_figures_and_launch_buttons(built_book):
                 assert re.search(r'<img[^>]+src="[^"]*_images/', html), f"{page}: figures from executed cells missing"
             colab = f"colab.research.google.com/github/{settings['repository']}/blob/{settings['branch']}/{page}.ipynb"
             assert colab in html, f"{page}: no Colab launch button pointing at {colab}"
+
+
+def test_book_never_executes_exercises():
+    # Student versions have unanswered cells that raise; myst-nb matches these patterns
+    # against the end of each notebook's path.
+    import yaml
+
+    patterns = yaml.safe_load((ROOT / "book" / "_config.yml").read_text())["execute"]["exclude_patterns"]
+    for path in notebooks.exercises():
+        assert any(PurePosixPath(path.as_posix()).match(p) for p in patterns), f"the book would execute {path}"
+    for path in notebooks.lectures():
+        assert not any(PurePosixPath(path.as_posix()).match(p) for p in patterns), f"{path} excluded from execution"
 
 
 def test_book_config_points_at_the_repository():
