@@ -54,7 +54,7 @@ def cmd_release(args) -> int:
         if leaks:
             print(f"LEAK: solution or hidden-test markers in {leaks}")
             return 1
-        print(f"{name}: {assignments.ROOT / 'exercises' / name}")
+        print(f"{name}: {target}")
     return 0
 
 

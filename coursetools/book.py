@@ -63,13 +63,16 @@ def _jupyter_book(source: Path, config: Path, output: Path) -> subprocess.Comple
 
 
 def build(mode: str = "student") -> int:
-    """Execute (cached) and build the book from the repository; print the log."""
+    """Build the book and print the log: executed by Jupyter Book (cached) with student
+    parameters, or with ``mode="ci"`` from CI-parameter executions (quick)."""
     if mode == "ci":
-        result = build_from_executed(ROOT / "build" / "book-ci")
+        output = ROOT / "build" / "book-ci"
+        result = build_from_executed(output)
     else:
-        result = _jupyter_book(ROOT, BOOK / "_config.yml", OUTPUT)
+        output = OUTPUT
+        result = _jupyter_book(ROOT, BOOK / "_config.yml", output)
     print(result.stdout[-4000:], result.stderr[-4000:], sep="\n")
-    html = (OUTPUT if mode != "ci" else ROOT / "build" / "book-ci") / "_build" / "html" / "index.html"
+    html = output / "_build" / "html" / "index.html"
     print(f"book: {html}" if result.returncode == 0 else "book build FAILED")
     return result.returncode
 
