@@ -77,10 +77,9 @@ def grade(assignment: str, folder: Path) -> dict:
         "blank": releases,
     }
     for grade_id, variant in wrong_variants(assignment).items():
+        # answered() fills only the cells a notebook has, so the wrong answer lands in its own notebook.
         submissions[f"wrong-{grade_id}"] = {
-            name: answered(releases[name], {**answers[name], grade_id: variant["code"]})
-            if grade_id in answers[name] else answered(releases[name], answers[name])
-            for name in sources
+            name: answered(releases[name], {**answers[name], grade_id: variant["code"]}) for name in sources
         }
     for student, notebooks in submissions.items():
         course.submit(assignment, student, notebooks)

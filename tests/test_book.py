@@ -7,6 +7,7 @@ import re
 from pathlib import PurePosixPath
 
 import pytest
+import yaml
 
 from coursetools import ROOT, book, execute, notebooks
 
@@ -50,17 +51,17 @@ def test_book_pages_exist_with_figures_and_launch_buttons(built_book):
 def test_book_never_executes_exercises():
     # Student versions have unanswered cells that raise; myst-nb matches these patterns
     # against the end of each notebook's path.
-    import yaml
-
     patterns = yaml.safe_load((ROOT / "book" / "_config.yml").read_text())["execute"]["exclude_patterns"]
+
+    def excluded(path):
+        return any(PurePosixPath(path.as_posix()).match(p) for p in patterns)
+
     for path in notebooks.exercises():
-        assert any(PurePosixPath(path.as_posix()).match(p) for p in patterns), f"the book would execute {path}"
+        assert excluded(path), f"the book would execute {path}"
     for path in notebooks.lectures():
-        assert not any(PurePosixPath(path.as_posix()).match(p) for p in patterns), f"{path} excluded from execution"
+        assert not excluded(path), f"{path} excluded from execution"
 
 
 def test_book_config_points_at_the_repository():
-    import yaml
-
     config = yaml.safe_load((ROOT / "book" / "_config.yml").read_text())
     assert config["repository"]["url"].endswith(notebooks.course_settings()["repository"])
