@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-REQS   := requirements.txt requirements-base.txt
+REQS   := requirements.txt requirements-base.txt requirements-jax.txt
 
 .PHONY: course test book lint clean
 
@@ -22,10 +22,11 @@ lint: $(STAMP)
 	$(VENV)/bin/pre-commit run --all-files
 
 # (Re)install when a requirements file changes; reuse the environment otherwise.
+# JAX is installed too: the suite runs the Keras notebooks once on the JAX backend.
 $(STAMP): $(REQS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-jax.txt
 	touch $(STAMP)
 
 clean:

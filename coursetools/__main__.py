@@ -18,8 +18,8 @@ def cmd_run(args) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for path in args.notebooks:
             for mode in args.modes:
-                record = execute.execute(Path(path), Path(tmp) / mode / Path(path).name, mode)
-                print(f"{mode:>7}  {record.seconds:7.1f}s  {'ok' if record.ok else record.error}  {path}")
+                record = execute.execute(Path(path), Path(tmp) / mode / Path(path).name, mode, args.backend)
+                print(f"{mode:>7}  {args.backend:>10}  {record.seconds:7.1f}s  {'ok' if record.ok else record.error}  {path}")
                 records.append(record)
     print()
     print(execute.timing_table(records))
@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("notebooks", nargs="+")
     run.add_argument("--mode", dest="modes", action="append", choices=["ci", "student"],
                      help="repeatable; default: both")
+    run.add_argument("--backend", default="tensorflow", choices=["tensorflow", "jax", "torch"],
+                     help="KERAS_BACKEND inside the kernel (default: tensorflow)")
     run.add_argument("--online", action="store_true",
                      help="allow network access and use the real Keras data sets (default: offline stand-ins)")
     run.set_defaults(func=cmd_run)

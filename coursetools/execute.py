@@ -45,6 +45,12 @@ class IPCKernelManager(AsyncKernelManager):
         self._socket_dir = tempfile.mkdtemp(prefix="kernel-")
         return os.path.join(self._socket_dir, "ipc")
 
+    extra_env: dict = {}  # set per execution by ``kernel_manager_for`` (the Keras backend)
+
+    async def _async_pre_start_kernel(self, **kw):
+        kw["env"] = {**os.environ, **kw.get("env", {}), **self.extra_env}
+        return await super()._async_pre_start_kernel(**kw)
+
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         await super()._async_cleanup_resources(restart)
         if not restart and getattr(self, "_socket_dir", None):
@@ -57,6 +63,7 @@ class Execution:
     output: str
     mode: str  # "ci" or "student"
     parameters: dict = field(default_factory=dict)
+    backend: str = "tensorflow"  # KERAS_BACKEND inside the kernel
     seconds: float = 0.0
     ok: bool = False
     error: str = ""
@@ -71,12 +78,18 @@ def parameters_for(path: Path, mode: str) -> dict:
     raise ValueError(f"unknown mode {mode!r}: use 'ci' or 'student'")
 
 
-def execute(path: Path, output: Path, mode: str = "ci", kernel_name: str = "python3") -> Execution:
+def kernel_manager_for(backend: str) -> type[IPCKernelManager]:
+    """A kernel manager class whose kernels run Keras on ``backend``."""
+    return type(f"IPCKernelManager_{backend}", (IPCKernelManager,), {"extra_env": {"KERAS_BACKEND": backend}})
+
+
+def execute(path: Path, output: Path, mode: str = "ci", backend: str = "tensorflow",
+            kernel_name: str = "python3") -> Execution:
     """Run ``path`` top to bottom with papermill (in its own folder) and record the result."""
     path, output = Path(path).resolve(), Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     parameters = parameters_for(path, mode)
-    record = Execution(notebooks.relpath(path), str(output), mode, parameters)
+    record = Execution(notebooks.relpath(path), str(output), mode, parameters, backend)
     start = time.perf_counter()
     try:
         papermill.execute_notebook(
@@ -86,7 +99,7 @@ def execute(path: Path, output: Path, mode: str = "ci", kernel_name: str = "pyth
             cwd=str(path.parent),
             kernel_name=kernel_name,
             execution_timeout=CELL_TIMEOUT,
-            kernel_manager_class=IPCKernelManager,
+            kernel_manager_class=kernel_manager_for(backend),
             progress_bar=False,
             log_output=False,
         )
@@ -104,19 +117,20 @@ def run_dir() -> Path:
     return Path(os.environ.get("COURSE_RUN_DIR", ROOT / "build" / "run")).resolve()
 
 
-def executed_path(path: Path, mode: str = "ci") -> Path:
-    return run_dir() / "executed" / mode / notebooks.relpath(path)
+def executed_path(path: Path, mode: str = "ci", backend: str = "tensorflow") -> Path:
+    folder = mode if backend == "tensorflow" else f"{mode}-{backend}"
+    return run_dir() / "executed" / folder / notebooks.relpath(path)
 
 
-def execute_once(path: Path, mode: str = "ci") -> Execution:
+def execute_once(path: Path, mode: str = "ci", backend: str = "tensorflow") -> Execution:
     """Execute ``path`` unless this run already has; safe across processes."""
-    output = executed_path(path, mode)
+    output = executed_path(path, mode, backend)
     record_file = output.with_suffix(".json")
     output.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(output) + ".lock"):
         if record_file.exists():
             return Execution(**json.loads(record_file.read_text()))
-        record = execute(path, output, mode)
+        record = execute(path, output, mode, backend)
         record_file.write_text(json.dumps(asdict(record), indent=1))
     return record
 
@@ -132,9 +146,9 @@ def recorded_executions() -> list[Execution]:
 def timing_table(records: list[Execution]) -> str:
     rows = sorted(records, key=lambda r: -r.seconds)
     width = max([len(r.notebook) for r in rows] + [8])
-    lines = [f"{'notebook':<{width}}  {'mode':<7}  {'seconds':>8}  status"]
+    lines = [f"{'notebook':<{width}}  {'mode':<7}  {'backend':<10}  {'seconds':>8}  status"]
     for r in rows:
         status = "ok" if r.ok else f"FAILED ({r.error[:60]})"
-        lines.append(f"{r.notebook:<{width}}  {r.mode:<7}  {r.seconds:>8.1f}  {status}")
-    lines.append(f"{'total':<{width}}  {'':<7}  {sum(r.seconds for r in rows):>8.1f}")
+        lines.append(f"{r.notebook:<{width}}  {r.mode:<7}  {r.backend:<10}  {r.seconds:>8.1f}  {status}")
+    lines.append(f"{'total':<{width}}  {'':<7}  {'':<10}  {sum(r.seconds for r in rows):>8.1f}")
     return "\n".join(lines)

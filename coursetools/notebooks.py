@@ -32,6 +32,11 @@ def executable_notebooks() -> list[Path]:
     return lectures() + solutions()
 
 
+def keras_notebooks() -> list[Path]:
+    """Executable notebooks that use Keras: the suite also runs these on the JAX backend."""
+    return [p for p in executable_notebooks() if "keras" in imported_modules(read(p))]
+
+
 def relpath(path: Path) -> str:
     return Path(path).resolve().relative_to(ROOT).as_posix()
 

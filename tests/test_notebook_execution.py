@@ -1,5 +1,8 @@
 """Every lecture and solution notebook runs top to bottom with its CI parameters.
 
+Notebooks that use Keras run a second time with ``KERAS_BACKEND=jax``: the course
+promises backend-agnostic code, and this is where that promise is checked.
+
 Each notebook is executed once per run (``coursetools.execute.execute_once``);
 the executed copies are reused by the book build. The fixture notebooks prove the
 harness can fail: a raising notebook and one that reaches for the network.
@@ -7,6 +10,7 @@ harness can fail: a raising notebook and one that reaches for the network.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import nbformat
@@ -16,6 +20,7 @@ from coursetools import execute, notebooks
 
 FIXTURES = Path(__file__).parent / "fixtures"
 NOTEBOOKS = notebooks.executable_notebooks()
+KERAS_NOTEBOOKS = notebooks.keras_notebooks()
 
 
 @pytest.mark.slow
@@ -23,6 +28,15 @@ NOTEBOOKS = notebooks.executable_notebooks()
 def test_notebook_executes(path):
     record = execute.execute_once(path, mode="ci")
     assert record.ok, f"{record.notebook} failed after {record.seconds:.1f}s: {record.error}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", KERAS_NOTEBOOKS, ids=[notebooks.relpath(p) for p in KERAS_NOTEBOOKS])
+def test_notebook_executes_on_jax(path):
+    if importlib.util.find_spec("jax") is None:
+        pytest.skip("JAX is not installed, so the JAX-backend run was SKIPPED: pip install -r requirements-jax.txt")
+    record = execute.execute_once(path, mode="ci", backend="jax")
+    assert record.ok, f"{record.notebook} failed on JAX after {record.seconds:.1f}s: {record.error}"
 
 
 def test_failing_notebook_is_reported(tmp_path):
@@ -42,3 +56,12 @@ def test_ci_parameters_reach_the_notebook(tmp_path):
     assert record.ok, record.error
     printed = nbformat.read(tmp_path / "out.ipynb", as_version=4).cells[-1].outputs[0]["text"]
     assert printed.strip() == "3", "the CI override N=3 was not applied"
+
+
+def test_backend_reaches_the_kernel(tmp_path):
+    if importlib.util.find_spec("jax") is None:
+        pytest.skip("JAX is not installed: pip install -r requirements-jax.txt")
+    record = execute.execute(FIXTURES / "backend.ipynb", tmp_path / "out.ipynb", mode="ci", backend="jax")
+    assert record.ok, record.error
+    printed = nbformat.read(tmp_path / "out.ipynb", as_version=4).cells[-1].outputs[0]["text"]
+    assert printed.strip() == "jax", f"the kernel ran Keras on {printed.strip()!r}, not jax"
