@@ -19,7 +19,8 @@ def cmd_run(args) -> int:
         for path in args.notebooks:
             for mode in args.modes:
                 record = execute.execute(Path(path), Path(tmp) / mode / Path(path).name, mode, args.backend)
-                print(f"{mode:>7}  {args.backend:>10}  {record.seconds:7.1f}s  {'ok' if record.ok else record.error}  {path}")
+                status = "ok" if record.ok else record.error
+                print(f"{mode:>7}  {args.backend:>10}  {record.seconds:7.1f}s  {status}  {path}")
                 records.append(record)
     print()
     print(execute.timing_table(records))
