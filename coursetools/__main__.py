@@ -7,7 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from coursetools import checked_outputs, execute, offline
+from coursetools import ROOT, checked_outputs, execute, offline
 
 
 def cmd_run(args) -> int:
@@ -45,18 +45,10 @@ def cmd_build(args) -> int:
 
 
 def cmd_release(args) -> int:
-    """Regenerate student versions in exercises/ from solutions/ with nbgrader."""
-    from coursetools import assignments
+    """Regenerate student versions in exercises/ from solutions/ (same as ``python -m autograder release``)."""
+    from autograder.__main__ import main as autograder_main
 
-    for name in args.assignments or assignments.names():
-        with tempfile.TemporaryDirectory() as tmp:
-            target = assignments.release_to_repository(name, Path(tmp))
-        leaks = [p for p in target.rglob("*.ipynb") if any(m in p.read_text() for m in assignments.LEAK_MARKERS)]
-        if leaks:
-            print(f"LEAK: solution or hidden-test markers in {leaks}")
-            return 1
-        print(f"{name}: {target}")
-    return 0
+    return autograder_main(["--root", str(ROOT), "release", *args.assignments])
 
 
 def main(argv: list[str] | None = None) -> int:

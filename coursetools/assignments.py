@@ -18,10 +18,10 @@ from pathlib import Path
 import nbformat
 from nbgrader.api import Gradebook
 
+from autograder.release import LEAK_MARKERS  # noqa: F401 (defined once, used by the tests)
 from coursetools import ROOT
 
 NBGRADER = [sys.executable, "-m", "nbgrader"]
-LEAK_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION", "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
 
 
 def names() -> list[str]:
@@ -109,12 +109,3 @@ def marked_regions(nb) -> list[Region]:
             elif current is not None:
                 current.lines.append(line)
     return regions
-
-
-def release_to_repository(assignment: str, scratch: Path) -> Path:
-    """Generate the student version with nbgrader and copy it into ``exercises/``."""
-    release = Course(scratch).generate(assignment)
-    target = ROOT / "exercises" / assignment
-    shutil.rmtree(target, ignore_errors=True)
-    shutil.copytree(release, target)
-    return target

@@ -1,0 +1,124 @@
+"""python -m autograder: release, collect, grade, feedback, export and report nbgrader assignments."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from autograder import collect, export, feedback, grade, release, sandbox
+from autograder.course import Course
+
+
+def cmd_release(course: Course, args) -> int:
+    """Regenerate the student versions from the sources (refuses on a leak)."""
+    for name in args.assignments or course.assignments():
+        try:
+            print(f"{name}: released to {release.release(course, name)}")
+        except release.LeakError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+    return 0
+
+
+def cmd_collect(course: Course, args) -> int:
+    """Import an LMS download (folder or .zip) into grading/submitted/."""
+    report = collect.collect(course, args.assignment, Path(args.source), args.id_pattern)
+    print(report.summary())
+    return 0
+
+
+def cmd_grade(course: Course, args) -> int:
+    """Autograde submissions in parallel, each kernel in a sandbox."""
+    if args.unsafe:
+        print("WARNING: --unsafe: student code runs WITHOUT a sandbox, as you, with your files and network.",
+              file=sys.stderr)
+    else:
+        try:
+            print(f"sandbox: {sandbox.check_available()}")
+        except sandbox.SandboxUnavailable as exc:
+            print(f"refusing to grade: the sandbox is unavailable ({exc}).\n"
+                  "Fix it, or pass --unsafe to run student code unsandboxed.", file=sys.stderr)
+            return 2
+    release.generate(course, args.assignment, course.grading / "autograder" / "generated")  # gradebook knows it
+    names = args.students or grade.students(course, args.assignment)
+    todo = grade.pending(course, args.assignment, names, args.force)
+    print(f"{args.assignment}: {len(names)} submission(s), {len(todo)} new or changed")
+    limits = grade.Limits(cell_timeout=args.timeout, memory_mb=args.memory_mb, cpu_seconds=args.cpu_seconds)
+    jobs = [grade.Job(str(course.root), args.assignment, s, sandboxed=not args.unsafe,
+                      keras_backend=args.backend, limits=limits) for s in todo]
+    records = grade.grade(jobs, workers=args.workers)
+    for r in records:
+        print(f"  {r.student:<24} {r.status:<15} {r.score:>6g}/{r.max_score:<6g} {r.seconds:6.1f}s  {r.reason}")
+    return 0
+
+
+def cmd_feedback(course: Course, args) -> int:
+    """Write per-student feedback HTML (hidden tests removed) to grading/feedback/."""
+    for student in args.students or [None]:
+        for path in feedback.generate(course, args.assignment, student):
+            print(path)
+    return 0
+
+
+def cmd_export(course: Course, args) -> int:
+    """Write the grades CSV (per student and cell) and an LMS-ready CSV."""
+    for path in export.export(course, args.assignment, Path(args.out)):
+        print(path)
+    return 0
+
+
+def cmd_report(course: Course, args) -> int:
+    """Print a summary (mean, median, pass rate per cell) and save a grade-distribution PNG."""
+    text, figure = export.report(course, args.assignment, Path(args.out))
+    print(text)
+    print(f"distribution plot: {figure}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__)
+    parser.add_argument("--root", default=".", help="course folder holding nbgrader_config.py (default: .)")
+    sub = parser.add_subparsers(required=True, metavar="command")
+
+    p = sub.add_parser("release", help=cmd_release.__doc__)
+    p.add_argument("assignments", nargs="*", help="default: all")
+    p.set_defaults(func=cmd_release)
+
+    p = sub.add_parser("collect", help=cmd_collect.__doc__)
+    p.add_argument("assignment")
+    p.add_argument("source", help="folder or .zip of submissions")
+    p.add_argument("--id-pattern", default=collect.DEFAULT_ID_PATTERN,
+                   help="regex with a (?P<student>...) group, matched against flat file names")
+    p.set_defaults(func=cmd_collect)
+
+    p = sub.add_parser("grade", help=cmd_grade.__doc__)
+    p.add_argument("assignment")
+    p.add_argument("students", nargs="*", help="default: everyone collected")
+    p.add_argument("--force", action="store_true", help="regrade unchanged submissions too")
+    p.add_argument("--workers", type=int, default=os.cpu_count(), help="parallel submissions (default: cores)")
+    p.add_argument("--timeout", type=int, default=120, help="seconds per cell (default: 120)")
+    p.add_argument("--memory-mb", type=int, default=6144, help="address-space limit per kernel")
+    p.add_argument("--cpu-seconds", type=int, default=900, help="CPU-time limit per kernel")
+    p.add_argument("--backend", default="tensorflow", help="KERAS_BACKEND for the kernels")
+    p.add_argument("--unsafe", action="store_true", help="grade WITHOUT the sandbox (trusted code only)")
+    p.set_defaults(func=cmd_grade)
+
+    p = sub.add_parser("feedback", help=cmd_feedback.__doc__)
+    p.add_argument("assignment")
+    p.add_argument("students", nargs="*")
+    p.set_defaults(func=cmd_feedback)
+
+    for name, func in (("export", cmd_export), ("report", cmd_report)):
+        p = sub.add_parser(name, help=func.__doc__)
+        p.add_argument("assignment")
+        p.add_argument("--out", default="grading/exports", help="output folder (default: grading/exports)")
+        p.set_defaults(func=func)
+
+    args = parser.parse_args(argv)
+    return args.func(Course(args.root), args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
