@@ -52,7 +52,20 @@ def source_path(page: str, root: Path = ROOT) -> Path:
     raise FileNotFoundError(f"toc entry {page!r} has no .ipynb or .md file")
 
 
+def bundle_mathjax(book_dir: Path = BOOK) -> Path:
+    """Copy MathJax 3 (from the django-static-mathjax wheel) into the book's _static folder,
+    so equations render without internet access (``mathjax_path`` in _config.yml)."""
+    import mathjax
+
+    source = Path(mathjax.__file__).parent / "static" / "mathjax" / "es5"
+    target = Path(book_dir) / "_static" / "mathjax"
+    if not (target / "tex-mml-chtml.js").exists():
+        shutil.copytree(source, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("sre", "*-full*.js"))
+    return target
+
+
 def _jupyter_book(source: Path, config: Path, output: Path) -> subprocess.CompletedProcess:
+    bundle_mathjax(Path(source) / "book")
     source, config, output = Path(source).resolve(), Path(config).resolve(), Path(output).resolve()
     command = [
         str(Path(sys.executable).with_name("jupyter-book")), "build", str(source),

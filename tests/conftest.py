@@ -14,7 +14,10 @@ import json
 import os
 import shutil
 
-from coursetools import ROOT, execute, offline
+import pytest
+from filelock import FileLock
+
+from coursetools import ROOT, book, execute, offline
 
 
 def _is_controller(config) -> bool:
@@ -44,3 +47,19 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             for student, cells in results["scores"].items():
                 earned = sum(cells.get(t) or 0 for t in tests)
                 terminalreporter.write_line(f"  {student:<36} {earned:>6g}")
+
+
+@pytest.fixture(scope="session")
+def built_book():
+    """The book built from this run's executed notebooks, once per run (pytest-xdist
+    workers may each ask for it: the first builds, the others wait and reuse it)."""
+    output = execute.run_dir() / "book"
+    done = output / "built.txt"
+    output.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(output) + ".lock"):
+        if not done.exists():
+            result = book.build_from_executed(output)
+            log = f"{result.stdout[-5000:]}\n{result.stderr[-5000:]}"
+            done.write_text("ok" if result.returncode == 0 else log)
+    assert done.read_text() == "ok", f"jupyter-book build failed:\n{done.read_text()}"
+    return output / "_build" / "html"

@@ -9,7 +9,7 @@ from pathlib import PurePosixPath
 import pytest
 import yaml
 
-from coursetools import ROOT, book, execute, notebooks
+from coursetools import ROOT, book, notebooks
 
 # Without the leading "###": in a markdown cell it would render as a heading and vanish.
 LEAK_MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
@@ -22,14 +22,6 @@ def test_toc_lists_every_lecture_and_exercise():
     for page in pages:
         book.source_path(page)  # raises if a toc entry has no file
     assert not [p for p in pages if p.startswith("solutions/")], "solutions must never be in the book"
-
-
-@pytest.fixture(scope="module")
-def built_book():
-    output = execute.run_dir() / "book"
-    result = book.build_from_executed(output)
-    assert result.returncode == 0, f"jupyter-book build failed:\n{result.stdout[-5000:]}\n{result.stderr[-5000:]}"
-    return output / "_build" / "html"
 
 
 @pytest.mark.slow
