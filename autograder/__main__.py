@@ -41,11 +41,13 @@ def cmd_grade(course: Course, args) -> int:
             print(f"refusing to grade: the sandbox is unavailable ({exc}).\n"
                   "Fix it, or pass --unsafe to run student code unsandboxed.", file=sys.stderr)
             return 2
-    release.generate(course, args.assignment, course.grading / "autograder" / "generated")  # gradebook knows it
+    if not grade.in_gradebook(course, args.assignment):  # nbgrader restores test cells from the gradebook
+        release.generate(course, args.assignment, course.grading / "autograder" / "generated")
     names = args.students or grade.students(course, args.assignment)
     todo = grade.pending(course, args.assignment, names, args.force)
     print(f"{args.assignment}: {len(names)} submission(s), {len(todo)} new or changed")
-    limits = grade.Limits(cell_timeout=args.timeout, memory_mb=args.memory_mb, cpu_seconds=args.cpu_seconds)
+    limits = grade.Limits(cell_timeout=args.timeout, memory_mb=args.memory_mb, cpu_seconds=args.cpu_seconds,
+                          threads=max(1, (os.cpu_count() or 1) // args.workers))
     jobs = [grade.Job(str(course.root), args.assignment, s, sandboxed=not args.unsafe,
                       keras_backend=args.backend, limits=limits) for s in todo]
     records = grade.grade(jobs, workers=args.workers)

@@ -40,6 +40,7 @@ class Limits:
     max_processes: int = 256
     max_file_mb: int = 100
     max_output_bytes: int = 100_000
+    threads: int = 1  # per kernel: cores // parallel workers, so side-by-side kernels don't oversubscribe
 
 
 @dataclass
@@ -150,6 +151,7 @@ def grade_submission(job: Job) -> Record:
             uid=slot.uid if slot else None,
             enabled=job.sandboxed, keras_backend=job.keras_backend, cpu_seconds=job.limits.cpu_seconds,
             memory_mb=job.limits.memory_mb, max_processes=job.limits.max_processes, max_file_mb=job.limits.max_file_mb,
+            threads=job.limits.threads,
         )
         config.GuardedExecute.timeout = job.limits.cell_timeout
         config.GuardedExecute.max_output_bytes = job.limits.max_output_bytes
@@ -174,6 +176,17 @@ def grade_submission(job: Job) -> Record:
     record.seconds = round(time.perf_counter() - start, 2)
     (records_dir(course, job.assignment) / f"{job.student}.json").write_text(json.dumps(asdict(record), indent=1))
     return record
+
+
+def in_gradebook(course: Course, assignment: str) -> bool:
+    """Whether nbgrader's gradebook has the assignment's cells (``release`` puts them there)."""
+    put_environment_first()  # a new gradebook is created with alembic
+    with Gradebook(course.db_url) as gb:
+        try:
+            gb.find_assignment(assignment)
+            return True
+        except MissingEntry:
+            return False
 
 
 def students(course: Course, assignment: str) -> list[str]:

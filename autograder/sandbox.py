@@ -108,6 +108,7 @@ class SandboxedKernelManager(AsyncKernelManager):
     max_processes = Integer(256, help="processes and threads of the sandbox's user").tag(config=True)
     max_file_mb = Integer(100, help="largest file the kernel may write").tag(config=True)
     keras_backend = Unicode("tensorflow").tag(config=True)
+    threads = Integer(1, help="threads for the kernel's numerical libraries").tag(config=True)
     enabled = Bool(True, help="False: run kernels unsandboxed (autograder grade --unsafe)").tag(config=True)
 
     @default("transport")
@@ -142,7 +143,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         if self.enabled:  # a signal would reach bwrap, not the kernel: interrupt by message
             self.kernel_spec.interrupt_mode = "message"
         self._workdir = os.path.realpath(kw.get("cwd") or os.getcwd())
-        kw["env"] = kernel_environment(self.keras_backend) if self.enabled else {
+        kw["env"] = kernel_environment(self.keras_backend, self.threads) if self.enabled else {
             **os.environ, "KERAS_BACKEND": self.keras_backend}
         if self.enabled and self.uid is not None:
             _hand_over(self._workdir, self.uid)
@@ -160,7 +161,7 @@ class SandboxedKernelManager(AsyncKernelManager):
             shutil.rmtree(self._socket_dir, ignore_errors=True)
 
 
-def kernel_environment(keras_backend: str) -> dict[str, str]:
+def kernel_environment(keras_backend: str, threads: int) -> dict[str, str]:
     """A minimal environment: nothing of the instructor's (tokens, paths) leaks into the kernel."""
     return {
         "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
@@ -173,6 +174,13 @@ def kernel_environment(keras_backend: str) -> dict[str, str]:
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "PYTHONNOUSERSITE": "1",
         "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+        # Kernels graded side by side share the cores instead of each kernel's thread
+        # pools fighting over all of them (see grade.Limits.threads).
+        "OMP_NUM_THREADS": str(threads),
+        "TF_NUM_INTRAOP_THREADS": str(threads),
+        "TF_NUM_INTEROP_THREADS": str(threads),
+        "XLA_FLAGS": f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'} "
+                     f"intra_op_parallelism_threads={threads}",
     }
 
 
