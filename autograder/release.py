@@ -7,6 +7,7 @@ after checking that no solution or hidden-test line made it through.
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -45,7 +46,8 @@ def secret_lines(source_notebook: Path, released_notebook: Path,
     """Lines a student must never be shown: solution and/or hidden-test lines that the
     student version does not show anyway (instructions may quote a line on purpose)."""
     shown = "\n".join(cell.source for cell in nbformat.read(released_notebook, as_version=4).cells)
-    return {line for line in hidden_lines(source_notebook, regions) if line not in shown}
+    rendered = re.sub(r"[`*]", "", shown)  # as markdown displays it: `code` and **bold** lose their marks
+    return {line for line in hidden_lines(source_notebook, regions) if line not in shown and line not in rendered}
 
 
 def leaks(released: Path, source: Path) -> list[str]:
