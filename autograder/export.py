@@ -64,6 +64,7 @@ def report(course: Course, assignment: str, out_dir: Path) -> tuple[str, Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     table, cells = rows(course, assignment)
     if not table:
@@ -86,6 +87,7 @@ def report(course: Course, assignment: str, out_dir: Path) -> tuple[str, Path]:
     figure = out_dir / f"{assignment}_distribution.png"
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.hist(scores, bins=min(20, max(5, len(set(scores)))), range=(0, maximum), color="tab:blue", edgecolor="white")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts of students
     ax.set(title=f"{assignment}: distribution of total scores (n = {len(table)})",
            xlabel=f"score (out of {maximum:g})", ylabel="number of students")
     fig.tight_layout()
