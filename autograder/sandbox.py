@@ -193,15 +193,13 @@ def _hand_over(path: str, uid: int) -> None:
 
 
 def _processes_of_this_user() -> int:
-    uid = os.getuid()
+    """Processes and threads of the caller's uid: what RLIMIT_NPROC counts."""
     count = 0
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if entry.stat().st_uid == uid:
-                    count += len(list((entry / "task").iterdir()))
-            except OSError:
-                pass
+    for pid in _pids_of(os.getuid()):
+        try:
+            count += len(os.listdir(f"/proc/{pid}/task"))
+        except OSError:
+            pass
     return count
 
 
