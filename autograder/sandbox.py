@@ -84,10 +84,10 @@ def bwrap_command(workdir: str, socket_dir: str, uid: int | None, limits: dict[s
     for source, writable in [(d, False) for d in python_dirs()] + [(socket_dir, True), (workdir, True)]:
         for parent in _parents(source):
             if parent not in made and parent not in SYSTEM_DIRS and parent != "/tmp":
-                cmd += ["--perms", "0755", "--dir", parent]
+                cmd += ["--perms", "0555", "--dir", parent]  # read-only: without --uid the kernel owns them
                 made.add(parent)
         cmd += ["--bind" if writable else "--ro-bind", source, source]
-    cmd += ["--chdir", workdir, "--"]
+    cmd += ["--remount-ro", "/", "--chdir", workdir, "--"]  # the sandbox's own root: nothing to write there
     if uid is not None:
         cmd += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
                 "--inh-caps=-all", "--bounding-set=-all", "--"]
