@@ -11,16 +11,21 @@ from coursetools import ROOT, checked_outputs, execute, offline
 
 
 def cmd_run(args) -> int:
-    """Execute notebooks in CI and/or student mode (offline unless --online) and print the timings."""
+    """Execute notebooks in CI and/or student mode (offline unless --online); print timings and the slowest cells."""
     if not args.online:
         offline.activate()
     records = []
     with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(args.keep) if args.keep else Path(tmp)
         for path in args.notebooks:
             for mode in args.modes:
-                record = execute.execute(Path(path), Path(tmp) / mode / Path(path).name, mode, args.backend)
+                output = folder / mode / Path(path).name
+                record = execute.execute(Path(path), output, mode, args.backend)
                 status = "ok" if record.ok else record.error
                 print(f"{mode:>7}  {args.backend:>10}  {record.seconds:7.1f}s  {status}  {path}")
+                if output.exists():
+                    for number, seconds, first_line in execute.slowest_cells(output):
+                        print(f"{'':>20}{seconds:7.1f}s  cell {number}: {first_line[:60]}")
                 records.append(record)
     print()
     print(execute.timing_table(records))
@@ -63,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
                      help="KERAS_BACKEND inside the kernel (default: tensorflow)")
     run.add_argument("--online", action="store_true",
                      help="allow network access and use the real Keras data sets (default: offline stand-ins)")
+    run.add_argument("--keep", metavar="DIR", help="keep the executed notebooks in DIR/<mode>/ (default: discarded)")
     run.set_defaults(func=cmd_run)
 
     chk = sub.add_parser("checked-outputs", help=cmd_checked_outputs.__doc__)

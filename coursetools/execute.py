@@ -143,6 +143,16 @@ def recorded_executions() -> list[Execution]:
     return [Execution(**json.loads(p.read_text())) for p in sorted(folder.rglob("*.json"))]
 
 
+def slowest_cells(output: Path, count: int = 3) -> list[tuple[int, float, str]]:
+    """(cell number, seconds, first line) of the slowest code cells, from papermill's metadata."""
+    import nbformat
+
+    nb = nbformat.read(output, as_version=4)
+    timed = [(i, cell.metadata.get("papermill", {}).get("duration") or 0.0, (cell.source.splitlines() or [""])[0])
+             for i, cell in enumerate(nb.cells) if cell.cell_type == "code"]
+    return sorted(timed, key=lambda t: -t[1])[:count]
+
+
 def timing_table(records: list[Execution]) -> str:
     rows = sorted(records, key=lambda r: -r.seconds)
     width = max([len(r.notebook) for r in rows] + [8])
