@@ -78,17 +78,18 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1,
                         help="alternate the two runs this many times and compare medians (a shared VM is noisy)")
     args = parser.parse_args()
-    plains, ourses = [], []
+    plain_times, our_times = [], []
     with tempfile.TemporaryDirectory() as tmp:
         plain, ours = Path(tmp) / "plain", Path(tmp) / "autograder"
         for folder in (plain, ours):
             folder.mkdir()
             make_course(folder, args.assignment, args.copies)
         for _ in range(args.repeat):
-            plains.append(timed([sys.executable, "-m", "nbgrader", "autograde", args.assignment, "--force"], plain))
-            ourses.append(timed([sys.executable, "-m", "autograder", "grade", args.assignment, "--force",
-                                 "--workers", str(args.workers)], ours))
-        t_plain, t_ours = statistics.median(plains), statistics.median(ourses)
+            plain_times.append(timed([sys.executable, "-m", "nbgrader", "autograde", args.assignment, "--force"],
+                                     plain))
+            our_times.append(timed([sys.executable, "-m", "autograder", "grade", args.assignment, "--force",
+                                    "--workers", str(args.workers)], ours))
+        t_plain, t_ours = statistics.median(plain_times), statistics.median(our_times)
         workdir = Path(tmp) / "kernel"
         workdir.mkdir()
         plain_start, plain_import = asyncio.run(kernel_costs(False, workdir))
@@ -98,8 +99,8 @@ def main() -> None:
     print(f"  plain nbgrader autograde (sequential, no sandbox): {t_plain:7.1f} s  ({t_plain / n:.1f} s each)")
     print(f"  autograder grade (parallel, sandboxed)           : {t_ours:7.1f} s  ({t_ours / n:.1f} s each)")
     if args.repeat > 1:
-        print(f"  medians of {args.repeat} alternating runs: plain {' '.join(f'{t:.1f}' for t in plains)}, "
-              f"autograder {' '.join(f'{t:.1f}' for t in ourses)}")
+        print(f"  (medians of {args.repeat} alternating runs: plain {' '.join(f'{t:.1f}' for t in plain_times)} s, "
+              f"autograder {' '.join(f'{t:.1f}' for t in our_times)} s)")
     print(f"  speed-up: {t_plain / t_ours:.2f}x")
     print("per-submission overhead (one kernel, measured after the runs):")
     print(f"  kernel start to first reply: {plain_start:5.2f} s plain, {box_start:5.2f} s in the sandbox "

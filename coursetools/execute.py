@@ -145,9 +145,7 @@ def recorded_executions() -> list[Execution]:
 
 def slowest_cells(output: Path, count: int = 3) -> list[tuple[int, float, str]]:
     """(cell number, seconds, first line) of the slowest code cells, from papermill's metadata."""
-    import nbformat
-
-    nb = nbformat.read(output, as_version=4)
+    nb = notebooks.read(output)
     timed = [(i, cell.metadata.get("papermill", {}).get("duration") or 0.0, (cell.source.splitlines() or [""])[0])
              for i, cell in enumerate(nb.cells) if cell.cell_type == "code"]
     return sorted(timed, key=lambda t: -t[1])[:count]
