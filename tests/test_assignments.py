@@ -33,6 +33,11 @@ def wrong_variants(assignment: str) -> dict:
     return yaml.safe_load(path.read_text()) if path.exists() else {}
 
 
+def answer_cell(key: str, variant: dict) -> str:
+    """The answer cell a wrong variant replaces: its key, or `cell:` when a cell has several variants."""
+    return variant.get("cell", key)
+
+
 def answer_cells(nb) -> dict[str, str]:
     """Every cell a student answers in (code or written): grade id -> the instructor's answer."""
     return {
@@ -76,10 +81,11 @@ def grade(assignment: str, folder: Path) -> dict:
         "solution": {name: answered(releases[name], answers[name]) for name in sources},
         "blank": releases,
     }
-    for grade_id, variant in wrong_variants(assignment).items():
+    for key, variant in wrong_variants(assignment).items():
         # answered() fills only the cells a notebook has, so the wrong answer lands in its own notebook.
-        submissions[f"wrong-{grade_id}"] = {
-            name: answered(releases[name], {**answers[name], grade_id: variant["code"]}) for name in sources
+        submissions[f"wrong-{key}"] = {
+            name: answered(releases[name], {**answers[name], answer_cell(key, variant): variant["code"]})
+            for name in sources
         }
     for student, notebooks in submissions.items():
         course.submit(assignment, student, notebooks)
@@ -160,10 +166,10 @@ def test_blank_student_version_scores_zero(graded):
 def test_each_wrong_answer_loses_exactly_its_points(graded):
     variants = wrong_variants(graded["assignment"])
     autograded_answers = set().union(*(autograded_answer_ids(nb) for nb in graded["sources"].values()))
-    missing = autograded_answers - set(variants)
+    missing = autograded_answers - {answer_cell(key, variant) for key, variant in variants.items()}
     assert not missing, f"no known-wrong variant for {sorted(missing)} in tests/wrong_variants/"
-    for grade_id, variant in variants.items():
-        scores = graded["scores"][f"wrong-{grade_id}"]
+    for key, variant in variants.items():
+        scores = graded["scores"][f"wrong-{key}"]
         expected = {t: (0.0 if t in variant["loses"] else p) for t, p in graded["tests"].items()}
         got = {t: scores.get(t) for t in graded["tests"]}
-        assert got == expected, f"wrong {grade_id}: expected {expected}, got {got}"
+        assert got == expected, f"wrong {key}: expected {expected}, got {got}"
