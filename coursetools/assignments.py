@@ -12,13 +12,11 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 from nbgrader.api import Gradebook
 
-from autograder.release import LEAK_MARKERS  # noqa: F401 (defined once, used by the tests)
 from coursetools import ROOT
 
 NBGRADER = [sys.executable, "-m", "nbgrader"]
@@ -86,26 +84,3 @@ def autograded_tests(nb) -> dict[str, float]:
         if meta.get("grade") and not meta.get("solution") and cell.cell_type == "code":
             tests[meta["grade_id"]] = float(meta["points"])
     return tests
-
-
-@dataclass
-class Region:
-    kind: str  # "SOLUTION" or "HIDDEN TESTS"
-    lines: list[str]
-
-
-def marked_regions(nb) -> list[Region]:
-    """The solution and hidden-test regions of a source notebook (their inner lines)."""
-    regions: list[Region] = []
-    for cell in nb.cells:
-        current: Region | None = None
-        for line in cell.source.splitlines():
-            stripped = line.strip()
-            if stripped.startswith("### BEGIN "):
-                current = Region(stripped.removeprefix("### BEGIN "), [])
-            elif stripped.startswith("### END ") and current:
-                regions.append(current)
-                current = None
-            elif current is not None:
-                current.lines.append(line)
-    return regions
