@@ -63,6 +63,7 @@ class Record:
     reason: str = ""
     seconds: float = 0.0
     fingerprint: str = ""
+    needs_review: str = ""  # non-empty: the submission fought the grader (why); an instructor should look
 
 
 def records_dir(course: Course, assignment: str) -> Path:
