@@ -22,3 +22,17 @@ c.CourseDirectory.db_url = "sqlite:///grading/gradebook.db"
 # Student versions: solution regions become this stub; hidden tests are removed.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ExecutePreprocessor.timeout = 300  # seconds per cell when autograding
+
+# Student code is untrusted: autograde and feedback (also plain `nbgrader autograde`,
+# `nbgrader generate_feedback` and formgrader's buttons) run kernels in the autograder's
+# sandbox, undo tampering before each test cell, and build feedback from a run without
+# hidden tests. Without the course package installed, nbgrader refuses to start here
+# rather than run student code unsandboxed.
+try:
+    from autograder.course import configure
+except ImportError as exc:
+    raise SystemExit(
+        "nbgrader_config.py: the course's autograder package is missing (pip install -e . in the repository); "
+        "refusing to grade untrusted notebooks without its sandbox"
+    ) from exc
+configure(c)

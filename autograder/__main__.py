@@ -29,39 +29,54 @@ def cmd_collect(course: Course, args) -> int:
     return 0
 
 
-def cmd_grade(course: Course, args) -> int:
-    """Autograde submissions in parallel, each kernel in a sandbox."""
+def _limits(args) -> grade.Limits:
+    return grade.Limits(cell_timeout=args.timeout, memory_mb=args.memory_mb, cpu_seconds=args.cpu_seconds,
+                        disk_mb=args.disk_mb, threads=max(1, (os.cpu_count() or 1) // args.workers))
+
+
+def _sandbox_ready(args) -> bool:
     if args.unsafe:
         print("WARNING: --unsafe: student code runs WITHOUT a sandbox, as you, with your files and network.",
               file=sys.stderr)
-    else:
-        try:
-            print(f"sandbox: {sandbox.check_available()}")
-        except sandbox.SandboxUnavailable as exc:
-            print(f"refusing to grade: the sandbox is unavailable ({exc}).\n"
-                  "Fix it, or pass --unsafe to run student code unsandboxed.", file=sys.stderr)
-            return 2
+        return True
+    try:
+        print(f"sandbox: {sandbox.check_available()}")
+        return True
+    except sandbox.SandboxUnavailable as exc:
+        print(f"refusing to run student code: the sandbox is unavailable ({exc}).\n"
+              "Fix it, or pass --unsafe to run student code unsandboxed.", file=sys.stderr)
+        return False
+
+
+def cmd_grade(course: Course, args) -> int:
+    """Autograde submissions in parallel, each kernel in a sandbox."""
+    if not _sandbox_ready(args):
+        return 2
     if not grade.in_gradebook(course, args.assignment):  # nbgrader restores test cells from the gradebook
         release.generate(course, args.assignment, course.grading / "autograder" / "generated")
     names = args.students or grade.students(course, args.assignment)
     todo = grade.pending(course, args.assignment, names, args.force)
     print(f"{args.assignment}: {len(names)} submission(s), {len(todo)} new or changed")
-    limits = grade.Limits(cell_timeout=args.timeout, memory_mb=args.memory_mb, cpu_seconds=args.cpu_seconds,
-                          threads=max(1, (os.cpu_count() or 1) // args.workers))
     jobs = [grade.Job(str(course.root), args.assignment, s, sandboxed=not args.unsafe,
-                      keras_backend=args.backend, limits=limits) for s in todo]
+                      keras_backend=args.backend, limits=_limits(args)) for s in todo]
     records = grade.grade(jobs, workers=args.workers)
     for r in records:
-        print(f"  {r.student:<24} {r.status:<15} {r.score:>6g}/{r.max_score:<6g} {r.seconds:6.1f}s  {r.reason}")
+        review = f"  NEEDS REVIEW: {r.needs_review}" if r.needs_review else ""
+        print(f"  {r.student:<24} {r.status:<15} {r.score:>6g}/{r.max_score:<6g} {r.seconds:6.1f}s  {r.reason}{review}")
     return 0
 
 
 def cmd_feedback(course: Course, args) -> int:
-    """Write per-student feedback HTML (hidden tests removed) to grading/feedback/."""
-    for student in args.students or [None]:
-        for path in feedback.generate(course, args.assignment, student):
-            print(path)
-    return 0
+    """Write per-student feedback HTML (from a second run without hidden tests) to grading/feedback/."""
+    if not _sandbox_ready(args):
+        return 2
+    pages, errors = feedback.generate(course, args.assignment, args.students or None, workers=args.workers,
+                                      sandboxed=not args.unsafe, keras_backend=args.backend, limits=_limits(args))
+    for path in pages:
+        print(path)
+    for student, error in sorted(errors.items()):
+        print(f"no feedback for {student}: {error}", file=sys.stderr)
+    return 1 if errors else 0
 
 
 def cmd_export(course: Course, args) -> int:
@@ -95,21 +110,26 @@ def main(argv: list[str] | None = None) -> int:
                    help="regex with a (?P<student>...) group, matched against flat file names")
     p.set_defaults(func=cmd_collect)
 
+    def kernel_options(p):
+        p.add_argument("--workers", type=int, default=os.cpu_count(), help="parallel submissions (default: cores)")
+        p.add_argument("--timeout", type=int, default=120, help="seconds per cell (default: 120)")
+        p.add_argument("--memory-mb", type=int, default=6144, help="address-space limit per kernel")
+        p.add_argument("--cpu-seconds", type=int, default=900, help="CPU-time limit per kernel")
+        p.add_argument("--disk-mb", type=int, default=512, help="all a kernel may write, in total")
+        p.add_argument("--backend", default="tensorflow", help="KERAS_BACKEND for the kernels")
+        p.add_argument("--unsafe", action="store_true", help="run student code WITHOUT the sandbox (trusted code only)")
+
     p = sub.add_parser("grade", help=cmd_grade.__doc__)
     p.add_argument("assignment")
     p.add_argument("students", nargs="*", help="default: everyone collected")
     p.add_argument("--force", action="store_true", help="regrade unchanged submissions too")
-    p.add_argument("--workers", type=int, default=os.cpu_count(), help="parallel submissions (default: cores)")
-    p.add_argument("--timeout", type=int, default=120, help="seconds per cell (default: 120)")
-    p.add_argument("--memory-mb", type=int, default=6144, help="address-space limit per kernel")
-    p.add_argument("--cpu-seconds", type=int, default=900, help="CPU-time limit per kernel")
-    p.add_argument("--backend", default="tensorflow", help="KERAS_BACKEND for the kernels")
-    p.add_argument("--unsafe", action="store_true", help="grade WITHOUT the sandbox (trusted code only)")
+    kernel_options(p)
     p.set_defaults(func=cmd_grade)
 
     p = sub.add_parser("feedback", help=cmd_feedback.__doc__)
     p.add_argument("assignment")
-    p.add_argument("students", nargs="*")
+    p.add_argument("students", nargs="*", help="default: everyone graded")
+    kernel_options(p)
     p.set_defaults(func=cmd_feedback)
 
     for name, func in (("export", cmd_export), ("report", cmd_report)):

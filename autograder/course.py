@@ -1,10 +1,13 @@
 """The course folder as nbgrader sees it, and the nbgrader configuration the autograder uses.
 
 The course root is the folder holding ``nbgrader_config.py`` (the repository root).
-Every command reads that file, as ``nbgrader`` itself does, and then swaps in the
-autograder's hardened pieces: the sandboxed Execute preprocessor, stderr handling,
-restoring deleted test cells, and a gradebook connection that waits for the lock
-while parallel workers save scores.
+Every command reads that file, as ``nbgrader`` itself does. :func:`configure` swaps in
+the autograder's hardened pieces: the sandboxed Execute preprocessor, stderr handling,
+restoring deleted test cells, feedback from a run without hidden tests. The course's
+``nbgrader_config.py`` calls it too, so plain ``nbgrader autograde``, ``nbgrader
+generate_feedback`` and formgrader's buttons use the same safe pipeline. On top, the
+autograder's own commands use a gradebook connection that waits for the lock while
+parallel workers save scores.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from nbconvert.preprocessors import ClearMetadataPreprocessor
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
 from nbgrader.apps import NbGraderAPI
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import (
@@ -22,6 +25,7 @@ from nbgrader.preprocessors import (
     CheckCellMetadata,
     ClearOutput,
     DeduplicateIds,
+    GetGrades,
     IgnorePattern,
     LimitOutput,
     OverwriteCells,
@@ -31,7 +35,7 @@ from nbgrader.preprocessors import (
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
-from autograder.execute import ForgetEmptyMetadata, GuardedExecute, StderrIsNotFailure
+from autograder.execute import ForgetEmptyMetadata, GuardedExecute, PublicRun, StderrIsNotFailure
 
 CONFIG_FILE = "nbgrader_config.py"
 
@@ -96,14 +100,7 @@ class Course:
         c = Config(self.base_config)
         c.CourseDirectory.root = str(self.root)
         c.CourseDirectory.db_url = self.db_url
-        c.Autograde.sanitize_preprocessors = [
-            ClearOutput, DeduplicateIds, ForgetEmptyMetadata, OverwriteKernelspec, OverwriteCells, CheckCellMetadata,
-        ]
-        c.Autograde.autograde_preprocessors = [
-            GuardedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, StderrIsNotFailure,
-            SaveAutoGrades, AssignLatePenalties, CheckCellMetadata,
-        ]
-        c.OverwriteCells.add_missing_cells = True  # a deleted test cell is put back and graded
+        configure(c)
         for name, value in sandbox.items():
             setattr(c.SandboxedKernelManager, name, value)
         return c
@@ -114,6 +111,21 @@ class Course:
         coursedir.root = str(self.root)
         with contextlib.chdir(self.root):
             return NbGraderAPI(coursedir=coursedir, config=config)
+
+
+def configure(c: Config) -> None:
+    """Make nbgrader's autograde and feedback converters the safe ones (see the module docstring)."""
+    c.Autograde.sanitize_preprocessors = [
+        ClearOutput, DeduplicateIds, ForgetEmptyMetadata, OverwriteKernelspec, OverwriteCells, CheckCellMetadata,
+    ]
+    c.Autograde.autograde_preprocessors = [
+        GuardedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, StderrIsNotFailure,
+        SaveAutoGrades, AssignLatePenalties, CheckCellMetadata,
+    ]
+    c.OverwriteCells.add_missing_cells = True  # a deleted test cell is put back and graded
+    # Feedback shows a second, sandboxed run of the notebook with the hidden tests removed
+    # beforehand, and the scores of the graded run (README: "hidden tests never reach students").
+    c.GenerateFeedback.preprocessors = [GetGrades, PublicRun, CSSHTMLHeaderPreprocessor]
 
 
 def _with_busy_timeout(db_url: str, seconds: int = 120) -> str:

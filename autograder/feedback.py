@@ -1,62 +1,78 @@
-"""Feedback: per-student HTML from the autograded notebooks, with hidden tests removed.
+"""Feedback: per-student HTML that shows no hidden test, however the submission tried.
 
-nbgrader's ``generate_feedback`` renders the autograded notebook as it is, hidden tests
-included, and a failing hidden assertion shows its source line and the expected values
-in the traceback. :class:`HideHiddenTests` runs inside nbgrader's feedback converter
-and, in every test cell, deletes the hidden region and replaces the traceback of an
-error raised there by a short notice.
+nbgrader's ``generate_feedback`` renders the autograded notebook as it is: hidden tests
+in the cells and, in the outputs, whatever the student's code printed while the hidden
+tests ran in its kernel (a hook that prints every executed cell, a function that puts
+its caller's source in an error message). Removing lines afterwards cannot catch an
+encoded copy. So the page a student receives is built from a *second* run
+(:class:`autograder.execute.PublicRun`, in nbgrader's own feedback converter through
+:func:`autograder.course.configure`): the hidden-test regions are deleted and the outputs
+cleared before a fresh sandboxed kernel executes the notebook, so no output on the page
+comes from a process that ever held a hidden test. The scores on the page are the
+graded run's, from the gradebook. Runs are spread over a process pool like grading.
 """
 
 from __future__ import annotations
 
-import re
+import os
+import shutil
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
-from nbgrader.preprocessors import ClearHiddenTests, GetGrades, NbGraderPreprocessor
+from tqdm import tqdm
 
-from autograder.course import Course
-
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
-WITHHELD = "A hidden test failed. Its code and values are not shown; check your function on other inputs."
+from autograder.course import Course, put_environment_first
+from autograder.grade import Limits, read_records
 
 
-def _hidden_region(source: str) -> list[str]:
-    lines, inside = [], False
-    for line in source.splitlines():
-        if "### BEGIN HIDDEN TESTS" in line:
-            inside = True
-        elif "### END HIDDEN TESTS" in line:
-            inside = False
-        elif inside and line.strip():
-            lines.append(line.strip())
-    return lines
+@dataclass
+class FeedbackJob:
+    root: str
+    assignment: str
+    student: str
+    sandboxed: bool = True
+    keras_backend: str = "tensorflow"
+    limits: Limits = field(default_factory=Limits)
 
 
-class HideHiddenTests(NbGraderPreprocessor):
-    def preprocess_cell(self, cell, resources, index):
-        if cell.cell_type != "code":
-            return cell, resources
-        hidden = _hidden_region(cell.source)
-        if not hidden:
-            return cell, resources
-        cell, resources = ClearHiddenTests(enforce_metadata=False).preprocess_cell(cell, resources, index)
-        for output in cell.get("outputs", []):
-            if output.output_type == "error":
-                shown = ANSI.sub("", "\n".join(output.traceback))
-                if any(line in shown for line in hidden) or not any(
-                        line.strip() and line.strip() in shown for line in cell.source.splitlines()):
-                    output.ename, output.evalue, output.traceback = "HiddenTestFailed", WITHHELD, [WITHHELD]
-        return cell, resources
+def feedback_for(job: FeedbackJob) -> tuple[str, str]:
+    """Write one student's feedback (runs in a worker process); return (student, error or '')."""
+    put_environment_first()
+    course = Course(job.root)
+    private = tempfile.mkdtemp(prefix="autograder-feedback-")
+    os.environ["AUTOGRADER_TMP"] = private
+    try:
+        config = course.config(
+            enabled=job.sandboxed, keras_backend=job.keras_backend, cpu_seconds=job.limits.cpu_seconds,
+            memory_mb=job.limits.memory_mb, max_processes=job.limits.max_processes,
+            max_file_mb=job.limits.max_file_mb, disk_mb=job.limits.disk_mb, threads=job.limits.threads,
+        )
+        config.GuardedExecute.timeout = job.limits.cell_timeout
+        config.GuardedExecute.max_output_bytes = job.limits.max_output_bytes
+        result = course.api(config).generate_feedback(job.assignment, job.student, force=True)
+        if not result["success"]:
+            return job.student, (result.get("error") or result.get("log") or "").strip().splitlines()[-1:][0]
+        return job.student, ""
+    except Exception as exc:  # one student's failure never stops the class's feedback
+        return job.student, f"{type(exc).__name__}: {exc}"
+    finally:
+        os.environ.pop("AUTOGRADER_TMP", None)
+        shutil.rmtree(private, ignore_errors=True)
 
 
-def generate(course: Course, assignment: str, student: str | None = None) -> list[Path]:
-    """Write feedback HTML for one or all graded students; return the files written."""
-    config = course.config()
-    config.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor]
-    api = course.api(config)
-    result = api.generate_feedback(assignment, student, force=True)
-    if not result["success"]:
-        raise RuntimeError(f"nbgrader generate_feedback failed:\n{result.get('error') or result.get('log')}")
-    pattern = f"{student or '*'}/{assignment}/*.html"
-    return sorted(course.feedback.glob(pattern))
+def generate(course: Course, assignment: str, students: list[str] | None = None, workers: int | None = None,
+             progress: bool = True, **job_options) -> tuple[list[Path], dict[str, str]]:
+    """Write feedback HTML for the graded students; return (pages written, {student: error})."""
+    graded = read_records(course, assignment)
+    names = students or sorted(s for s, r in graded.items() if (course.autograded / s / assignment).is_dir())
+    jobs = [FeedbackJob(str(course.root), assignment, s, **job_options) for s in names]
+    errors: dict[str, str] = {}
+    with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
+        for student, error in tqdm(pool.map(feedback_for, jobs), total=len(jobs), unit="student",
+                                   disable=not progress):
+            if error:
+                errors[student] = error
+    pages = sorted(p for s in names for p in (course.feedback / s / assignment).glob("*.html"))
+    return pages, errors

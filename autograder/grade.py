@@ -7,16 +7,24 @@ local process pool by default, or a cluster's executor (for Dask,
 ``distributed.Client(...).get_executor()``) when the class outgrows one machine, as
 long as the workers share the course folder.
 
+nbgrader never reads the submitted folder itself: each job first copies it, without
+following links (links and special files are refused and noted), into a private
+folder that is removed afterwards, and points nbgrader's ``submitted_directory`` there.
+Notebooks that cannot be read are left out of that copy (nbgrader then scores them as
+missing) and named in the record, the submitted files themselves stay untouched.
+
 Every job ends with a record in ``grading/autograder/<assignment>/<student>.json``
-(status, score, reason, time, and a fingerprint of the submitted files, so a re-run
-only grades new or changed submissions unless forced) and nbgrader's log next to it.
+(status, score, reason, needs_review, time, and a fingerprint of the submitted files,
+so a re-run only grades new or changed submissions unless forced) and nbgrader's log
+next to it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
+import shutil
+import tempfile
 import time
 import traceback
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
@@ -24,12 +32,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import nbformat
-from filelock import FileLock, Timeout
 from nbgrader.api import Gradebook, MissingEntry
 from tqdm import tqdm
 
-from autograder import sandbox
+from autograder import files, guard
 from autograder.course import Course, put_environment_first
+from autograder.execute import PROBLEM, REVIEW
 
 
 @dataclass
@@ -39,6 +47,8 @@ class Limits:
     memory_mb: int = 6144
     max_processes: int = 256
     max_file_mb: int = 100
+    disk_mb: int = 512  # everything the kernel writes, in total
+    max_submission_mb: int = 50  # the submitted files, in total
     max_output_bytes: int = 100_000
     threads: int = 1  # per kernel: cores // parallel workers, so side-by-side kernels don't oversubscribe
 
@@ -76,29 +86,27 @@ def read_records(course: Course, assignment: str) -> dict[str, Record]:
 
 
 def fingerprint(folder: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(folder)).encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
+    return files.fingerprint(folder)
 
 
-def unreadable_notebooks(folder: Path, notebooks: list[str]) -> list[str]:
-    """Reasons why submitted notebooks cannot be graded (missing, invalid JSON or nbformat)."""
-    reasons = []
+def vet(folder: Path, dest: Path, notebooks: list[str], max_bytes: int) -> tuple[list[str], list[str]]:
+    """Copy a submission for nbgrader without following links; return (problems, refused).
+
+    Problems: notebooks missing or unreadable (left out: nbgrader scores them zero).
+    Refused: links and special files (never read; a reason to review the submission)."""
+    copied = files.copy_tree(folder, dest, max_bytes, mode=0o600)
+    problems = []
     for name in notebooks:
-        path = folder / f"{name}.ipynb"
+        path = dest / f"{name}.ipynb"
         if not path.exists():
-            aside = path.with_name(path.name + ".unreadable")
-            reasons.append(f"{name}.ipynb cannot be read (kept as {aside.name})" if aside.exists()
-                           else f"{name}.ipynb is missing")
+            problems.append(f"{name}.ipynb is missing")
             continue
         try:
             nbformat.validate(nbformat.read(path, as_version=4))
         except Exception as exc:  # invalid JSON, not a notebook, wrong schema
-            reasons.append(f"{name}.ipynb cannot be read: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
-            path.rename(path.with_name(path.name + ".unreadable"))  # nbgrader then scores it as missing
-    return reasons
+            problems.append(f"{name}.ipynb cannot be read: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+            path.unlink()
+    return problems, copied.refused
 
 
 def _scores(course: Course, assignment: str, student: str) -> tuple[float, float]:
@@ -110,30 +118,19 @@ def _scores(course: Course, assignment: str, student: str) -> tuple[float, float
         return float(submission.score), float(submission.max_score)
 
 
-class _Slot:
-    """A numbered slot held for the length of one job: the sandbox uid when grading as root.
-    Processes the previous submission left under that uid are killed before and after."""
+def _lines(log: str, prefix: str) -> list[str]:
+    return list(dict.fromkeys(line.split(prefix, 1)[1].strip() for line in log.splitlines() if prefix in line))
 
-    def __init__(self, folder: Path, count: int = 100):
-        folder.mkdir(parents=True, exist_ok=True)
-        for number in range(count):
-            lock = FileLock(str(folder / f"slot-{number}.lock"))
-            try:
-                lock.acquire(timeout=0)
-            except Timeout:
-                continue
-            self.number, self._lock = number, lock
-            sandbox.kill_leftovers(self.uid)
-            return
-        raise RuntimeError("no free grading slot")
 
-    @property
-    def uid(self) -> int:
-        return sandbox.FIRST_SANDBOX_UID + self.number
-
-    def release(self):
-        sandbox.kill_leftovers(self.uid)
-        self._lock.release()
+def _code(folder: Path) -> list[str]:
+    """The code cells of every readable notebook in ``folder``."""
+    sources = []
+    for path in sorted(folder.glob("*.ipynb")):
+        try:
+            sources += [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+        except Exception:
+            pass
+    return sources
 
 
 def grade_submission(job: Job) -> Record:
@@ -145,35 +142,43 @@ def grade_submission(job: Job) -> Record:
     record = Record(job.assignment, job.student, "error", fingerprint=fingerprint(folder))
     log_path = records_dir(course, job.assignment) / f"{job.student}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    slot = _Slot(course.grading / "autograder" / ".slots") if job.sandboxed and os.geteuid() == 0 else None
+    private = Path(tempfile.mkdtemp(prefix="autograder-job-"))  # sockets, staged files, the vetted copy
+    os.environ["AUTOGRADER_TMP"] = str(private)
     try:
-        problems = unreadable_notebooks(folder, course.notebooks(job.assignment))
+        vetted = private / "submitted"
+        problems, refused = vet(folder, vetted / job.student / job.assignment, course.notebooks(job.assignment),
+                                job.limits.max_submission_mb * 2**20)
+        review = [f"refused {item}" for item in refused] + [
+            f"uses {api}" for api in guard.scan(_code(vetted / job.student / job.assignment))]
         config = course.config(
-            uid=slot.uid if slot else None,
             enabled=job.sandboxed, keras_backend=job.keras_backend, cpu_seconds=job.limits.cpu_seconds,
             memory_mb=job.limits.memory_mb, max_processes=job.limits.max_processes, max_file_mb=job.limits.max_file_mb,
-            threads=job.limits.threads,
+            disk_mb=job.limits.disk_mb, threads=job.limits.threads,
         )
+        config.CourseDirectory.submitted_directory = str(vetted)
         config.GuardedExecute.timeout = job.limits.cell_timeout
         config.GuardedExecute.max_output_bytes = job.limits.max_output_bytes
         result = course.api(config).autograde(job.assignment, job.student, force=True, create=True)
-        log_path.write_text((result.get("log") or "") + (result.get("error") or ""))
+        log = (result.get("log") or "") + (result.get("error") or "")
+        log_path.write_text(log)
         record.score, record.max_score = _scores(course, job.assignment, job.student)
-        if problems:
-            record.reason = "; ".join(problems)
-        elif not result["success"]:
-            record.reason = f"nbgrader autograde failed: {(result.get('error') or '').strip().splitlines()[-1:]}"
-        elif "the kernel stopped in cell" in (result.get("log") or ""):
+        problems += _lines(log, PROBLEM)
+        review += _lines(log, REVIEW)
+        record.reason = "; ".join(problems)
+        record.needs_review = "; ".join(review)
+        if not result["success"]:
+            last = (result.get("error") or "").strip().splitlines()[-1:]
+            record.reason = "; ".join([*problems, f"nbgrader autograde failed: {last}"])
+        elif any("the kernel stopped" in p for p in problems):
             record.status = "kernel stopped"
-            record.reason = next(line for line in result["log"].splitlines() if "the kernel stopped" in line).strip()
         else:
             record.status = "graded"
     except Exception as exc:  # never lose a submission: record why it has no grade
         record.reason = f"{type(exc).__name__}: {exc}"
         log_path.write_text(traceback.format_exc())
     finally:
-        if slot:
-            slot.release()
+        os.environ.pop("AUTOGRADER_TMP", None)
+        shutil.rmtree(private, ignore_errors=True)
     record.seconds = round(time.perf_counter() - start, 2)
     (records_dir(course, job.assignment) / f"{job.student}.json").write_text(json.dumps(asdict(record), indent=1))
     return record

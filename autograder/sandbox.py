@@ -8,34 +8,51 @@ network namespace cannot reach the host's loopback.
 
 Inside the sandbox the kernel
 * has no network (``--unshare-net``) and its own PID, IPC and UTS namespaces;
-* sees read-only system folders (``/usr``, ``/lib``, ``/etc``, ...), the Python
-  installation and the environment that runs the grader, a private ``/tmp``, and,
-  read-write, only its own working copy (``grading/autograded/<student>/<assignment>``);
-  never ``solutions/``, the gradebook, other students' work or anyone's home;
+* sees read-only system folders (``/usr``, ``/lib``, ``/etc``, ...) and the Python
+  installation, and nothing of the course: not ``solutions/``, not the gradebook, not
+  the autograded notebook (which holds the hidden tests while the kernel runs), not
+  other students' work, not anyone's home;
+* works in ``/tmp/<assignment>``, a copy of the submission's *other* files (data files,
+  images; never a notebook), taken on the host without following links. ``/tmp`` is a
+  size-limited tmpfs that vanishes with the sandbox: the kernel cannot write anywhere
+  the grader later reads, and its disk use is limited in total;
 * runs under resource limits (``prlimit``): CPU seconds, address space, processes,
   file size, open files;
-* when the grader runs as root, runs as an unprivileged user of its own (one uid per
-  parallel slot, via ``setpriv``), so the process limit is per submission and the
-  kernel cannot undo its restrictions.
+* when the grader runs as root, runs as an unprivileged user of its own: a uid taken
+  from a machine-wide pool under a lock (:class:`UidSlot`), so two courses or two
+  instructors grading at once never share one, and the process limit is per kernel.
 """
 
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
+from filelock import FileLock, Timeout
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import Bool, Integer, Unicode, default
 
+from autograder import files
+
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc")
 FIRST_SANDBOX_UID = 64000  # uids 64000-64099 are unused on Debian/Ubuntu (reserved for local use)
+SLOT_COUNT = 100
+SLOT_LOCKS = "/run/lock/autograder"  # machine-wide: every course and instructor on this machine shares the pool
+INPUT_MOUNT = "/submission"  # the staged files, read-only; copied into the work folder at start
 
 
 class SandboxUnavailable(RuntimeError):
+    pass
+
+
+class SubmissionTooLarge(RuntimeError):
     pass
 
 
@@ -68,8 +85,22 @@ def _parents(path: str) -> list[str]:
     return [str(Path(*parts[: i + 1])) for i in range(1, len(parts) - 1)]
 
 
-def bwrap_command(workdir: str, socket_dir: str, uid: int | None, limits: dict[str, int]) -> list[str]:
-    """The command prefix that starts a program in the sandbox, in ``workdir``."""
+def stage_files(source: Path, dest: Path, max_bytes: int) -> int:
+    """Copy the regular non-notebook files under ``source`` to ``dest`` without following
+    links (links, FIFOs and devices are skipped); return the bytes copied.
+
+    Notebooks stay behind: while a kernel runs, the grader's copy of the notebook holds
+    the restored (hidden) tests."""
+    try:
+        return files.copy_tree(source, dest, max_bytes, include=lambda rel: rel.suffix != ".ipynb").bytes
+    except files.TooLarge as exc:
+        raise SubmissionTooLarge(str(exc)) from exc
+
+
+def bwrap_command(input_dir: str, socket_dir: str, workdir: str, uid: int | None, limits: dict[str, int],
+                  disk_bytes: int) -> list[str]:
+    """The command prefix that starts a program in the sandbox, in ``workdir`` (under /tmp),
+    holding a copy of ``input_dir``."""
     cmd = ["bwrap", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
            "--die-with-parent", "--new-session"]
     if uid is None:
@@ -79,37 +110,92 @@ def bwrap_command(workdir: str, socket_dir: str, uid: int | None, limits: dict[s
     for d in SYSTEM_DIRS:
         if os.path.isdir(d):
             cmd += ["--ro-bind", d, d] if not os.path.islink(d) else ["--symlink", os.readlink(d), d]
-    cmd += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
+    cmd += ["--proc", "/proc", "--dev", "/dev",
+            "--perms", "1777", "--size", str(disk_bytes), "--tmpfs", "/tmp",
+            "--perms", "1777", "--size", str(64 * 2**20), "--tmpfs", "/dev/shm"]  # POSIX semaphores (joblib)
     made: set[str] = set()
-    for source, writable in [(d, False) for d in python_dirs()] + [(socket_dir, True), (workdir, True)]:
-        for parent in _parents(source):
+    for source, target, writable in [(d, d, False) for d in python_dirs()] + [
+            (socket_dir, socket_dir, True), (input_dir, INPUT_MOUNT, False)]:
+        for parent in _parents(target):
             if parent not in made and parent not in SYSTEM_DIRS and parent != "/tmp":
                 cmd += ["--perms", "0555", "--dir", parent]  # read-only: without --uid the kernel owns them
                 made.add(parent)
-        cmd += ["--bind" if writable else "--ro-bind", source, source]
-    cmd += ["--remount-ro", "/", "--chdir", workdir, "--"]  # the sandbox's own root: nothing to write there
+        cmd += ["--bind" if writable else "--ro-bind", source, target]
+    cmd += ["--remount-ro", "/", "--chdir", "/tmp", "--"]  # the sandbox's own root: nothing to write there
     if uid is not None:
         cmd += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
                 "--inh-caps=-all", "--bounding-set=-all", "--"]
     cmd += ["prlimit", *(f"--{name}={value}" for name, value in limits.items()), "--"]
+    # The work folder lives in the size-limited /tmp; the copy counts against the same limits.
+    cmd += ["/bin/sh", "-c", f'mkdir -p "$1" && cp -R {INPUT_MOUNT}/. "$1"/ && cd "$1" && shift && exec "$@"',
+            "sandbox", workdir]
     return cmd
+
+
+class UidSlot:
+    """A sandbox uid held under a machine-wide lock for the life of one kernel (root only).
+
+    A uid that some account owns or that still has processes is never taken, so a slot
+    never kills or shares with anything it does not own."""
+
+    def __init__(self, lock_dir: str = SLOT_LOCKS):
+        os.makedirs(lock_dir, mode=0o700, exist_ok=True)
+        for number in range(SLOT_COUNT):
+            uid = FIRST_SANDBOX_UID + number
+            if _has_account(uid):
+                continue
+            lock = FileLock(os.path.join(lock_dir, f"uid-{uid}.lock"), is_singleton=False)
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                continue
+            if _pids_of(uid):  # not ours: somebody else uses this uid
+                lock.release()
+                continue
+            self.uid, self._lock = uid, lock
+            return
+        raise RuntimeError(f"no free sandbox uid in {FIRST_SANDBOX_UID}-{FIRST_SANDBOX_UID + SLOT_COUNT - 1}")
+
+    def release(self) -> None:
+        if self._lock is not None:
+            kill_leftovers(self.uid)
+            self._lock.release()
+            self._lock = None
+
+
+def _has_account(uid: int) -> bool:
+    try:
+        pwd.getpwuid(uid)
+        return True
+    except KeyError:
+        return False
 
 
 class SandboxedKernelManager(AsyncKernelManager):
     """A kernel manager whose kernels run in a bubblewrap sandbox (see the module docstring).
 
     Configured through nbgrader's config, e.g. ``c.SandboxedKernelManager.memory_mb = 4096``.
+    Everything it makes on the host (sockets, the staged files) lives in one private
+    folder that :meth:`release_sandbox` removes, whether or not the kernel died.
     """
 
-    uid = Integer(None, allow_none=True, help="run the kernel as this uid (root only); None: the caller's uid"
-                  ).tag(config=True)
     cpu_seconds = Integer(900, help="CPU time limit for the kernel process").tag(config=True)
     memory_mb = Integer(6144, help="address-space limit (TensorFlow reserves ~2 GB of it at import)").tag(config=True)
     max_processes = Integer(256, help="processes and threads of the sandbox's user").tag(config=True)
     max_file_mb = Integer(100, help="largest file the kernel may write").tag(config=True)
+    disk_mb = Integer(512, help="all the kernel may write in total (its /tmp, work folder included)").tag(config=True)
+    input_mb = Integer(50, help="largest total of the submission's files copied in").tag(config=True)
     keras_backend = Unicode("tensorflow").tag(config=True)
     threads = Integer(1, help="threads for the kernel's numerical libraries").tag(config=True)
     enabled = Bool(True, help="False: run kernels unsandboxed (autograder grade --unsafe)").tag(config=True)
+
+    _private_dir = None
+    _slot = None
+
+    def _private(self) -> str:
+        if self._private_dir is None:
+            self._private_dir = tempfile.mkdtemp(prefix="autograder-kernel-", dir=os.environ.get("AUTOGRADER_TMP"))
+        return self._private_dir
 
     @default("transport")
     def _default_transport(self):
@@ -117,13 +203,17 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     @default("ip")
     def _default_ip(self):
-        self._socket_dir = tempfile.mkdtemp(prefix="kernel-", dir=os.environ.get("AUTOGRADER_SOCKET_DIR"))
-        return os.path.join(self._socket_dir, "ipc")
+        os.makedirs(os.path.join(self._private(), "sockets"), exist_ok=True)
+        return os.path.join(self._private(), "sockets", "ipc")
 
     @default("connection_file")
     def _default_connection_file(self):
         self.ip  # noqa: B018 (creates the socket folder)
-        return os.path.join(self._socket_dir, "kernel.json")
+        return os.path.join(self._private(), "sockets", "kernel.json")
+
+    @property
+    def uid(self) -> int | None:
+        return self._slot.uid if self._slot else None
 
     def limits(self) -> dict[str, int]:
         processes = self.max_processes if self.uid is not None else self.max_processes + _processes_of_this_user()
@@ -136,29 +226,44 @@ class SandboxedKernelManager(AsyncKernelManager):
             return cmd
         # In its own PID namespace the kernel cannot see the grader's pid, and ipykernel would
         # shut down thinking its parent exited; bwrap --die-with-parent does that job instead.
-        return bwrap_command(self._workdir, self._socket_dir, self.uid, self.limits()) + cmd + [
-            "--IPKernelApp.parent_handle=0"]
+        # Output written straight to file descriptors 1 and 2 (TensorFlow's C++ logging, say)
+        # is not the student's: only Python-level output reaches the notebook.
+        prefix = bwrap_command(self._input_dir, os.path.dirname(self.ip), self._workdir, self.uid, self.limits(),
+                               self.disk_mb * 2**20)
+        return prefix + cmd + ["--IPKernelApp.parent_handle=0", "--IPKernelApp.capture_fd_output=False"]
 
     async def _async_pre_start_kernel(self, **kw):
+        cwd = os.path.realpath(kw.get("cwd") or os.getcwd())
         if self.enabled:  # a signal would reach bwrap, not the kernel: interrupt by message
             self.kernel_spec.interrupt_mode = "message"
-        self._workdir = os.path.realpath(kw.get("cwd") or os.getcwd())
-        kw["env"] = kernel_environment(self.keras_backend, self.threads) if self.enabled else {
-            **os.environ, "KERAS_BACKEND": self.keras_backend}
-        if self.enabled and self.uid is not None:
-            _hand_over(self._workdir, self.uid)
-        if self.enabled:  # the kernel's own console chatter is not the student's output
-            kw.setdefault("stdout", subprocess.DEVNULL)
+            self._input_dir = os.path.join(self._private(), "input")
+            stage_files(Path(cwd), Path(self._input_dir), self.input_mb * 2**20)
+            self._workdir = "/tmp/" + (os.path.basename(cwd) or "work")
+            if os.geteuid() == 0 and self._slot is None:
+                self._slot = UidSlot()
+            kw["env"] = kernel_environment(self.keras_backend, self.threads)
+            kw.setdefault("stdout", subprocess.DEVNULL)  # the kernel's console chatter is not the student's output
             kw.setdefault("stderr", subprocess.DEVNULL)
+        else:
+            kw["env"] = {**os.environ, "KERAS_BACKEND": self.keras_backend}
         kernel_cmd, kw = await super()._async_pre_start_kernel(**kw)
-        if self.enabled and self.uid is not None:
-            _hand_over(self._socket_dir, self.uid)  # the connection file is written by now
+        if self.uid is not None:
+            _hand_over(os.path.dirname(self.ip), self.uid)  # the connection file is written by now
         return kernel_cmd, kw
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         await super()._async_cleanup_resources(restart)
-        if not restart and getattr(self, "_socket_dir", None):
-            shutil.rmtree(self._socket_dir, ignore_errors=True)
+        if not restart:
+            self.release_sandbox()
+
+    def release_sandbox(self) -> None:
+        """Give back the uid (killing what is left under it) and remove the private folder."""
+        if self._slot is not None:
+            self._slot.release()
+            self._slot = None
+        if self._private_dir is not None:
+            shutil.rmtree(self._private_dir, ignore_errors=True)
+            self._private_dir = None
 
 
 def kernel_environment(keras_backend: str, threads: int) -> dict[str, str]:
@@ -185,11 +290,10 @@ def kernel_environment(keras_backend: str, threads: int) -> dict[str, str]:
 
 
 def _hand_over(path: str, uid: int) -> None:
-    """Make ``path`` (recursively) belong to the sandbox user, who must write there."""
-    for folder, _dirs, files in os.walk(path):
-        os.chown(folder, uid, uid)
-        for name in files:
-            os.chown(os.path.join(folder, name), uid, uid, follow_symlinks=False)
+    """Make ``path`` and the files in it (written by the grader) belong to the sandbox user."""
+    os.chown(path, uid, uid)
+    for name in os.listdir(path):
+        os.chown(os.path.join(path, name), uid, uid, follow_symlinks=False)
 
 
 def _processes_of_this_user() -> int:
@@ -217,10 +321,7 @@ def _pids_of(uid: int) -> list[int]:
 
 def kill_leftovers(uid: int, wait: float = 20.0) -> int:
     """Kill every process of a sandbox uid (e.g. what a fork bomb left behind) and wait
-    until they are gone, so the next submission in this slot starts with a clean slate."""
-    import signal
-    import time
-
+    until they are gone, so the next kernel under this uid starts with a clean slate."""
     deadline, killed = time.monotonic() + wait, 0
     while (pids := _pids_of(uid)) and time.monotonic() < deadline:
         for pid in pids:

@@ -2,9 +2,15 @@
 
 One scratch course holds ex01_intro_ml (11 points: split 3, k-fold 3, mse 2, ridge 3).
 Each submission below is the student version with the answers filled in, then bent
-in one hostile way; the test asserts the exact score and status the grader gives it,
-and that the attack left no trace outside the submission's own folder. Which
-mechanism stops each attack is said next to it (and in the README).
+in one hostile way; the test asserts the exact score, status and "needs review"
+finding the grader gives it, and that the attack left no trace outside the
+submission's own folder: no host file read, written, linked or chmodded, no hidden
+test in any feedback page, nothing left behind in the grader's temporary folder.
+Which mechanism stops each attack is said next to it (and in the README).
+
+The whole suite runs twice when the tests run as root: once grading as root (kernels
+under uids of their own) and once as an ordinary user (uid 65534, kernels in a user
+namespace), the two ways the grader runs.
 """
 
 from __future__ import annotations
@@ -15,8 +21,11 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
+import tempfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -41,67 +50,154 @@ WRONG_MSE = '''def mse(y_true, y_pred):
     return 0.0
 '''
 # Cheats that succeed only if the sandbox lets them through: then mse turns wrong (score 9, not 11).
-IF_IT_WORKS_MSE_BREAKS = '''
+IF_IT_WORKS_MSE_BREAKS = """
 try:
     {attempt}
     def mse(y_true, y_pred):
         return 0.0
 except Exception:
     pass
-'''
+"""
+# The kernel plants links in its working folder and replaces its own notebook by one.
+PLANT_LINKS = """
+import os
+for _name, _target in [("ex01_intro_ml.ipynb", "{secret}"), ("notes.txt", "{secret}"),
+                       ("x.txt", "{root}/solutions/ex01_intro_ml/ex01_intro_ml.ipynb"),
+                       ("y.txt", "{root}/grading/gradebook.db"), ("extra.ipynb", "{secret}")]:
+    try:
+        if os.path.lexists(_name):
+            os.remove(_name)
+        os.symlink(_target, _name)
+    except OSError:
+        pass
+"""
+# Any notebook the kernel can read that holds hidden tests (its own working copy, say).
+READ_HIDDEN = """
+import glob
+_found = [p for pattern in ("/tmp/**/*.ipynb", "/submission/**/*.ipynb", "{root}/**/*.ipynb")
+          for p in glob.glob(pattern, recursive=True) if "BEGIN HIDDEN" in open(p, errors="ignore").read()]
+if _found:
+    def mse(y_true, y_pred):
+        return 0.0
+"""
+# Leaks: the code of every cell the kernel runs, and the source of whatever calls mse
+# (a hidden test), base64-encoded so that no redaction by text could catch it.
+LEAK_EVERY_CELL = """
+import base64
+def _leak(info):
+    print("LEAK:" + base64.b64encode(info.raw_cell.encode()).decode())
+get_ipython().events.register("pre_run_cell", _leak)
+"""
+LEAK_CALLER = CORRECT_MSE.replace('    y_true = np.asarray', """    import base64, linecache, sys
+    _caller = sys._getframe(1).f_code.co_filename
+    print("LEAK:" + base64.b64encode("".join(linecache.getlines(_caller)).encode()).decode())
+    y_true = np.asarray""")
+# Blank answers, and every later cell wrapped in try/except so that nothing fails.
+SWALLOW_AST = """
+import ast
+class _Swallow(ast.NodeTransformer):
+    def visit_Module(self, node):
+        handler = ast.ExceptHandler(type=ast.Name("BaseException", ast.Load()), name=None, body=[ast.Pass()])
+        node.body = [ast.Try(body=node.body or [ast.Pass()], handlers=[handler], orelse=[], finalbody=[])]
+        return ast.fix_missing_locations(node)
+get_ipython().ast_transformers.append(_Swallow())
+"""
+SWALLOW_INPUT = """
+def _swallow(lines):
+    return ["try:\\n"] + ["    " + line for line in lines] + ["\\n    pass\\nexcept BaseException:\\n    pass\\n"]
+get_ipython().input_transformers_post.append(_swallow)
+"""
+# A pre_run_cell callback that puts the transformer back before every cell.
+SWALLOW_EVERY_TIME = SWALLOW_AST + """
+def _again(info):
+    if not any(isinstance(t, _Swallow) for t in get_ipython().ast_transformers):
+        get_ipython().ast_transformers.append(_Swallow())
+get_ipython().events.register("pre_run_cell", _again)
+"""
+FILL_DISK = IF_IT_WORKS_MSE_BREAKS.format(attempt="""for _i in range(10):
+        with open(f"big{_i}.bin", "wb") as _f:
+            _f.write(b"x" * 90 * 2**20)""")
 
-# name: (how the submission differs, expected score, expected status)
+# name: (how the submission differs, expected score, expected status, expected "needs review" text or None)
 CASES = {
-    "honest": ({}, 11, "graded"),
-    "blank": ({"blank": True}, 0, "graded"),
-    "partly_wrong": ({"mse": WRONG_MSE}, 9, "graded"),
+    "honest": ({}, 11, "graded", None),
+    "blank": ({"blank": True}, 0, "graded", None),
+    "partly_wrong": ({"mse": WRONG_MSE}, 9, "graded", None),
     # coercion in the tests (float(...)) turns the object into a plain number
     "eq_always_true": ({"mse": "class Always(float):\n    def __eq__(self, other):\n        return True\n\n\n"
                                "def mse(y_true, y_pred):\n    if np.shape(y_true) != np.shape(y_pred):\n"
-                               "        raise ValueError\n    return Always(0.0)\n"}, 9, "graded"),
-    # the grader re-executes numpy.testing before each test cell
+                               "        raise ValueError\n    return Always(0.0)\n"}, 9, "graded", None),
+    # the guard re-executes numpy.testing before each test cell
     "monkeypatch_testing": ({"mse": WRONG_MSE + "\nnp.testing.assert_allclose = lambda *a, **k: None\n"
                                     "import numpy.testing._private.utils as u\n"
                                     "u.assert_allclose = lambda *a, **k: None\n"},
-                            9, "graded"),
-    # nbgrader's Execute records the kernel's error reply even when no traceback was shown
+                            9, "graded", "uses testing functions replaced"),
+    # nbgrader's Execute records the kernel's error reply; the guard puts the method back
     "suppressed_traceback": ({"mse": WRONG_MSE + "\nget_ipython().showtraceback = lambda *a, **k: None\n"},
-                             9, "graded"),
+                             9, "graded", "shell method showtraceback replaced"),
     # nbgrader restores deleted (OverwriteCells.add_missing_cells), edited and duplicated test cells
-    "deleted_test_cell": ({"delete": "test_mse"}, 11, "graded"),
-    "edited_test_cell": ({"mse": WRONG_MSE, "edit": ("test_mse", "print('all good')", 100)}, 9, "graded"),
-    "duplicated_ids": ({"duplicate": "test_mse"}, 11, "graded"),
+    "deleted_test_cell": ({"delete": "test_mse"}, 11, "graded", None),
+    "edited_test_cell": ({"mse": WRONG_MSE, "edit": ("test_mse", "print('all good')", 100)}, 9, "graded", None),
+    "duplicated_ids": ({"duplicate": "test_mse"}, 11, "graded", None),
     # per-cell timeout, then the interrupt (by message: a signal would reach bwrap): the kernel
     # lives on and mse, defined before the loop, passes its tests
-    "infinite_loop": ({"mse_extra": "while True:\n    pass\n"}, 11, "graded"),
+    "infinite_loop": ({"mse_extra": "while True:\n    pass\n"}, 11, "graded", None),
     # a dead kernel costs the cells not yet run (ridge is the last part)
-    "os_exit": ({"ridge_loss": "import os\n\nos._exit(1)\n"}, 8, "kernel stopped"),
+    "os_exit": ({"ridge_loss": "import os\n\nos._exit(1)\n"}, 8, "kernel stopped", None),
     # address-space limit: MemoryError, the kernel lives on
-    "memory_bomb": ({"kfold_indices": "hog = bytearray(64 * 2**30)\n"}, 8, "graded"),
+    "memory_bomb": ({"kfold_indices": "hog = bytearray(64 * 2**30)\n"}, 8, "graded", None),
     # process limit of the sandbox user; the wedged kernel is stopped after the timeout
-    "fork_bomb": ({"ridge_loss": "import os\n\nwhile True:\n    os.fork()\n"}, 8, "kernel stopped"),
+    "fork_bomb": ({"ridge_loss": "import os\n\nwhile True:\n    os.fork()\n"}, 8, "kernel stopped", None),
     # stderr output of correct code does not zero a test cell
     "warning": ({"mse": "import warnings\n\n\ndef mse(y_true, y_pred):\n"
                         "    warnings.warn('this is only a warning', UserWarning, stacklevel=1)\n"
-                        + "\n".join(CORRECT_MSE.splitlines()[1:]) + "\n"}, 11, "graded"),
+                        + "\n".join(CORRECT_MSE.splitlines()[1:]) + "\n"}, 11, "graded", None),
     # the sandbox hides solutions/, the gradebook, the rest of the disk; no network
     "read_solutions": ({"mse_extra": IF_IT_WORKS_MSE_BREAKS.format(
-        attempt="open('{root}/solutions/ex01_intro_ml/ex01_intro_ml.ipynb').read()")}, 11, "graded"),
+        attempt="open('{root}/solutions/ex01_intro_ml/ex01_intro_ml.ipynb').read()")}, 11, "graded", None),
     "read_gradebook": ({"mse_extra": IF_IT_WORKS_MSE_BREAKS.format(
-        attempt="open('{root}/grading/gradebook.db', 'rb').read()")}, 11, "graded"),
+        attempt="open('{root}/grading/gradebook.db', 'rb').read()")}, 11, "graded", None),
+    "read_secret": ({"mse_extra": IF_IT_WORKS_MSE_BREAKS.format(attempt="open('{secret}').read()")},
+                    11, "graded", None),
     "write_outside": ({"mse_extra": IF_IT_WORKS_MSE_BREAKS.format(
-        attempt="open('{root}/pwned.txt', 'w').write('x')")}, 11, "graded"),
+        attempt="open('{root}/pwned.txt', 'w').write('x')")}, 11, "graded", None),
     "network": ({"mse_extra": IF_IT_WORKS_MSE_BREAKS.format(
-        attempt="__import__('socket').create_connection(('1.1.1.1', 53), timeout=3)")}, 11, "graded"),
+        attempt="__import__('socket').create_connection(('1.1.1.1', 53), timeout=3)")}, 11, "graded", None),
+    # the kernel works in a copy in its own /tmp: the grader never writes or reads through its links
+    "plant_links": ({"mse_extra": PLANT_LINKS}, 11, "graded", None),
+    # the kernel never sees a notebook: the grader's copy (with the hidden tests) stays outside
+    "read_hidden_tests": ({"mse_extra": READ_HIDDEN}, 11, "graded", None),
+    # /tmp (work folder included) is a size-limited tmpfs: the disk fills at 512 MB
+    "fill_disk": ({"mse_extra": FILL_DISK}, 11, "graded", None),
+    # feedback comes from a run without hidden tests (see test_feedback_shows_no_hidden_test)
+    "leak_every_cell": ({"mse_extra": LEAK_EVERY_CELL}, 11, "graded", "event callbacks (pre_run_cell) registered"),
+    "leak_caller": ({"mse": LEAK_CALLER}, 11, "graded", "uses frames or the interpreter's caches"),
+    # the guard undoes tampering before each test cell, and flags it
+    "swallow_ast": ({"blank": True, "train_val_test_split": SWALLOW_AST}, 0, "graded", "AST transformers added"),
+    "swallow_input": ({"blank": True, "train_val_test_split": SWALLOW_INPUT}, 0, "graded", "input transformers added"),
+    "swallow_every_time": ({"blank": True, "train_val_test_split": SWALLOW_EVERY_TIME}, 0, "graded",
+                           "event callbacks (pre_run_cell) registered"),
+    "trace_hook": ({"mse_extra": "import sys\nsys.settrace(lambda *a: None)\n"}, 11, "graded",
+                   "trace hook (sys.settrace)"),
+    "builtin_replaced": ({"mse_extra": "import builtins\nbuiltins.round = lambda *a: 0\n"}, 11, "graded",
+                         "builtin round replaced"),
     # IPython turns SystemExit in a cell into an error output; the kernel goes on
-    "sys_exit": ({"mse_extra": "import sys\n\nsys.exit()\n"}, 11, "graded"),
+    "sys_exit": ({"mse_extra": "import sys\n\nsys.exit()\n"}, 11, "graded", None),
     # output is capped as it arrives
-    "huge_print": ({"mse_extra": "print('x' * 100_000_000)\n"}, 11, "graded"),
-    "invalid_json": ({"raw": "{ this is not json"}, 0, "error"),
+    "huge_print": ({"mse_extra": "print('x' * 100_000_000)\n"}, 11, "graded", None),
+    "invalid_json": ({"raw": "{ this is not json"}, 0, "error", None),
 }
+# Exact reasons for the cases that lose a part to a stopped cell (the part and the cause).
+REASONS = {
+    "infinite_loop": "mse timed out after 15 s (interrupted)",
+    "os_exit": "the kernel stopped in ridge_loss: the kernel exited (status 1); not run: test_ridge_loss (3 points)",
+    "invalid_json": "ex01_intro_ml.ipynb cannot be read: NotJSONError",
+}
+MODES = ["root", "user"] if os.geteuid() == 0 else ["user"]
+NOBODY = 65534
 
 
-def _submission(release: nbformat.NotebookNode, source: nbformat.NotebookNode, how: dict, root: Path):
+def _submission(release: nbformat.NotebookNode, source: nbformat.NotebookNode, how: dict, names: dict):
     if "raw" in how:
         return how["raw"]
     nb = nbformat.from_dict(json.loads(json.dumps(release)))
@@ -110,10 +206,11 @@ def _submission(release: nbformat.NotebookNode, source: nbformat.NotebookNode, h
     cells = []
     for cell in nb.cells:
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if grade_id in answers and not how.get("blank"):
+        if grade_id in answers and (grade_id in how or not how.get("blank")):
             cell.source = how.get(grade_id, answers[grade_id])
             if grade_id == "mse" and "mse_extra" in how:
-                cell.source = answers["mse"] + "\n" + how["mse_extra"].replace("{root}", str(root))
+                cell.source = answers["mse"] + "\n" + how["mse_extra"]
+            cell.source = cell.source.replace("{root}", names["root"]).replace("{secret}", names["secret"])
         if grade_id == how.get("delete"):
             continue
         if grade_id == (how.get("edit") or (None,))[0]:
@@ -125,82 +222,211 @@ def _submission(release: nbformat.NotebookNode, source: nbformat.NotebookNode, h
     return json.dumps(nb, indent=1)  # not nbformat.writes: it would repair the duplicated cell id
 
 
-def _cli(course: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "autograder", "--root", str(course), *args],
-                            capture_output=True, text=True, timeout=1800)
+def _as(mode: str) -> list[str]:
+    """The command prefix that runs the grader as root or as an ordinary user."""
+    if mode == "user" and os.geteuid() == 0:
+        return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--"]
+    return []
+
+
+def _env(course: Path) -> dict[str, str]:
+    """Temporary files go to a folder of the course's, so leftovers can be counted."""
+    return {**os.environ, "TMPDIR": str(course / "tmp"), "HOME": str(course / "home"),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def _cli(course: Path, mode: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([*_as(mode), sys.executable, "-m", "autograder", "--root", str(course), *args],
+                            capture_output=True, text=True, timeout=1800, env=_env(course), cwd=course)
     if check and result.returncode != 0:
         raise AssertionError(f"autograder {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result
 
 
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory):
+def _own(path: Path, mode: str) -> None:
+    if mode == "user" and os.geteuid() == 0:
+        for folder, dirs, files in os.walk(path):
+            for name in [folder, *(os.path.join(folder, f) for f in dirs + files)]:
+                os.chown(name, NOBODY, NOBODY, follow_symlinks=False)
+
+
+@pytest.fixture(scope="module", params=MODES)
+def graded(request):
+    mode = request.param
     try:
         sandbox.check_available()
     except sandbox.SandboxUnavailable as exc:
         pytest.fail(f"the sandbox must be available in CI (.ci/run installs bubblewrap): {exc}")
-    course = tmp_path_factory.mktemp("course")
+    base = Path(tempfile.mkdtemp(prefix=f"redteam-{mode}-"))
+    course = base / "course"
+    secret = base / "secret.txt"  # one of the instructor's own files, outside the course
+    secret.write_text("THE INSTRUCTOR'S SECRET")
+    secret.chmod(0o600)
+    (course / "tmp").mkdir(parents=True)
+    (course / "home").mkdir()
     shutil.copy(ROOT / "nbgrader_config.py", course)
     shutil.copytree(ROOT / "solutions" / ASSIGNMENT, course / "solutions" / ASSIGNMENT)
-    _cli(course, "release", ASSIGNMENT)
+    _own(base, mode)
+    _cli(course, mode, "release", ASSIGNMENT)
     release = nbformat.read(course / "exercises" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
     source = nbformat.read(course / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
+    names = {"root": str(course), "secret": str(secret)}
     download = course / "lms_download.zip"
     with zipfile.ZipFile(download, "w") as archive:  # as Canvas names files: <student>_<ids>_<original name>
-        for number, (name, (how, _, _)) in enumerate(CASES.items()):
+        for number, (name, (how, *_)) in enumerate(CASES.items()):
             archive.writestr(f"{name.replace('_', '')}_{1000 + number}_{ASSIGNMENT}.ipynb",
-                             _submission(release, source, how, course))
+                             _submission(release, source, how, names))
         archive.writestr("notes.txt", "not a notebook")
-    collected = _cli(course, "collect", ASSIGNMENT, str(download))
-    graded = _cli(course, "grade", ASSIGNMENT, "--timeout", "15")
+    _own(download, mode)
+    collected = _cli(course, mode, "collect", ASSIGNMENT, str(download))
+    started = time.perf_counter()
+    graded = _cli(course, mode, "grade", ASSIGNMENT, "--timeout", "15")
+    grade_seconds = time.perf_counter() - started
     print(graded.stdout)
-    _cli(course, "export", ASSIGNMENT, "--out", str(course / "exports"))
-    feedback = _cli(course, "feedback", ASSIGNMENT)
+    regrade = _cli(course, mode, "grade", ASSIGNMENT, "--timeout", "15")  # nothing changed: nothing regraded
+    _cli(course, mode, "export", ASSIGNMENT, "--out", str(course / "exports"))
+    started = time.perf_counter()
+    feedback = _cli(course, mode, "feedback", ASSIGNMENT, "--timeout", "15", check=False)
+    print(f"[{mode}] grade: {grade_seconds:.0f} s for {len(CASES)} submissions; "
+          f"feedback: {time.perf_counter() - started:.0f} s")
     with (course / "exports" / f"{ASSIGNMENT}_grades.csv").open() as f:
         table = {row["student_id"]: row for row in csv.DictReader(f)}
-    return {"course": course, "table": table, "collected": collected.stdout, "feedback": feedback.stdout}
+    for student, row in table.items():  # the grading record says why a submission needs review
+        record = course / "grading" / "autograder" / ASSIGNMENT / f"{student}.json"
+        row["needs_review"] = json.loads(record.read_text()).get("needs_review", "") if record.exists() else ""
+    yield {"mode": mode, "course": course, "secret": secret, "table": table, "collected": collected.stdout,
+           "feedback": feedback, "regrade": regrade.stdout}
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
-def test_score_and_status(graded, name):
-    _, score, status = CASES[name]
+def test_score_status_and_review(graded, name):
+    _, score, status, review = CASES[name]
     row = graded["table"][name.replace("_", "")]
-    assert float(row["score"]) == score, f"{name}: scored {row['score']}, expected {score} ({row['reason']})"
-    assert row["status"] == status, f"{name}: status {row['status']!r}, expected {status!r} ({row['reason']})"
+    where = f"[{graded['mode']}] {name}"
+    assert float(row["score"]) == score, f"{where}: scored {row['score']}, expected {score} ({row['reason']})"
+    assert row["status"] == status, f"{where}: status {row['status']!r}, expected {status!r} ({row['reason']})"
+    if review is None:
+        assert row["needs_review"] == "", f"{where}: flagged for review without cause: {row['needs_review']}"
+    else:
+        assert review in row["needs_review"], f"{where}: needs_review {row['needs_review']!r} lacks {review!r}"
+    if name in REASONS:
+        assert row["reason"].startswith(REASONS[name]), f"{where}: reason {row['reason']!r}"
 
 
 @pytest.mark.slow
 def test_collect_reports_unmatched_files(graded):
-    assert "unmatched: notes.txt" in graded["collected"]
+    assert "notes.txt" in graded["collected"]
     assert f"imported {len(CASES)} submission(s)" in graded["collected"]
 
 
 @pytest.mark.slow
-def test_nothing_escaped_the_sandbox(graded):
-    course = graded["course"]
-    assert not (course / "pwned.txt").exists(), "a submission wrote outside its folder"
-    huge = course / "grading" / "autograded" / "hugeprint" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
-    assert huge.stat().st_size < 1_000_000, f"the 100 MB print reached the notebook ({huge.stat().st_size} bytes)"
+def test_unchanged_submissions_are_not_regraded(graded):
+    """An unreadable notebook keeps its record (and reason) instead of being graded on every run."""
+    assert f"{len(CASES)} submission(s), 0 new or changed" in graded["regrade"]
 
 
 @pytest.mark.slow
-def test_feedback_hides_hidden_tests(graded):
+def test_nothing_escaped_the_sandbox(graded):
+    course, secret = graded["course"], graded["secret"]
+    assert not (course / "pwned.txt").exists(), "a submission wrote outside its folder"
+    assert secret.read_text() == "THE INSTRUCTOR'S SECRET" and stat.S_IMODE(secret.stat().st_mode) == 0o600, \
+        "the instructor's file was overwritten or chmodded"
+    links = [str(p) for p in (course / "grading").rglob("*") if p.is_symlink()]
+    assert not links, f"links reached the grader's folders: {links}"
+    for path in (course / "grading").rglob("*"):
+        if path.is_file() and not path.name.endswith((".db", ".lock")):
+            assert "THE INSTRUCTOR'S SECRET" not in path.read_text(errors="ignore"), f"the secret reached {path}"
+    big = [p for p in (course / "grading").rglob("*") if p.is_file() and p.stat().st_size > 5_000_000]
+    assert not big, f"files written by kernels reached the grader's folders: {big}"
+    huge = course / "grading" / "autograded" / "hugeprint" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    assert huge.stat().st_size < 1_000_000, f"the 100 MB print reached the notebook ({huge.stat().st_size} bytes)"
+    assert not list((course / "tmp").iterdir()), f"left behind on the host: {list((course / 'tmp').iterdir())}"
+
+
+@pytest.mark.slow
+def test_feedback_shows_no_hidden_test(graded):
     course = graded["course"]
+    assert graded["feedback"].returncode == 0, graded["feedback"].stderr[-3000:]
     pages = sorted((course / "grading" / "feedback").glob(f"*/{ASSIGNMENT}/*.html"))
-    assert len(pages) >= len(CASES) - 1, "every gradable submission gets a feedback page"
+    assert len(pages) == len(CASES) - 1, "every gradable submission gets a feedback page"
     secret = secret_lines(course / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb",
                           course / "exercises" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", regions=("HIDDEN TESTS",))
     assert len(secret) > 10, "the check needs hidden lines to look for"
     graded_source = (course / "grading" / "autograded" / "honest" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text()
     assert any(line in graded_source for line in secret), "the graded notebook holds them: this check can fail"
+    leaked_in_scoring = (course / "grading" / "autograded" / "leakcaller" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+    assert "LEAK:" in leaked_in_scoring.read_text(), "the leak works in the graded run: this check can fail"
     for page in pages:
         text = html.unescape(re.sub(r"<[^>]+>", "", page.read_text()))  # the text a student reads
-        own = course / "grading" / "submitted" / page.parent.parent.name / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
-        written_by_student = own.read_text() if own.exists() else ""
-        shown = [line for line in secret if line in text and line not in written_by_student]
-        assert not shown, f"{page.parent.parent.name}'s feedback shows hidden lines: {shown[:3]}"
+        student = page.parent.parent.name
+        shown = [line for line in secret if line in text]
+        assert not shown, f"{student}'s feedback shows hidden lines: {shown[:3]}"
         assert "BEGIN HIDDEN TESTS" not in text
+        for encoded in re.findall(r"LEAK:([A-Za-z0-9+/=]+)", text):
+            import base64
+            assert "HIDDEN" not in base64.b64decode(encoded).decode(errors="ignore"), f"{student} leaked a hidden test"
+        for noise in ("serial mode", "Permission denied", "oneDNN", "cuda", "absl"):
+            assert noise not in text, f"{student}'s feedback shows grader noise: {noise!r}"
+    partly = html.unescape(re.sub(r"<[^>]+>", "", next(p for p in pages if "partlywrong" in str(p)).read_text()))
+    assert "A hidden test in this cell failed" in partly or "Error" in partly, "a lost part is explained"
+
+
+@pytest.mark.slow
+def test_submitted_links_are_refused(graded):
+    """Links placed in the submitted folder itself (not through collect) are never followed."""
+    course, mode = graded["course"], graded["mode"]
+    folder = course / "grading" / "submitted" / "linker" / ASSIGNMENT
+    shutil.copytree(course / "grading" / "submitted" / "honest" / ASSIGNMENT, folder)
+    (folder / "notes.txt").symlink_to(graded["secret"])
+    (folder / "data").symlink_to(course / "solutions", target_is_directory=True)
+    os.mkfifo(folder / "pipe")
+    _own(folder.parent, mode)
+    _cli(course, mode, "grade", ASSIGNMENT, "linker", "--timeout", "15")
+    record = json.loads((course / "grading" / "autograder" / ASSIGNMENT / "linker.json").read_text())
+    assert record["score"] == 11 and record["status"] == "graded", record
+    for item in ("notes.txt: symbolic link refused", "data: symbolic link refused", "pipe: FIFO refused"):
+        assert item in record["needs_review"], record["needs_review"]
+    autograded = course / "grading" / "autograded" / "linker" / ASSIGNMENT
+    assert sorted(p.name for p in autograded.iterdir()) == [f"{ASSIGNMENT}.ipynb"]
+
+
+@pytest.mark.slow
+def test_plain_nbgrader_uses_the_sandbox(graded):
+    """`nbgrader autograde` from the course root goes through the same safe pipeline."""
+    course, mode = graded["course"], graded["mode"]
+    for student in ("readsolutions", "swallowast"):
+        target = course / "plain" / student / ASSIGNMENT
+        shutil.copytree(course / "grading" / "submitted" / student / ASSIGNMENT, target)
+    _own(course / "plain", mode)
+    result = subprocess.run([*_as(mode), sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT, "--force",
+                             "--CourseDirectory.submitted_directory=plain",
+                             "--CourseDirectory.autograded_directory=plain_autograded"],
+                            capture_output=True, text=True, timeout=900, env=_env(course), cwd=course)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "needs review: AST transformers added" in result.stderr
+    from nbgrader.api import Gradebook
+    with Gradebook(f"sqlite:///{course / 'grading' / 'gradebook.db'}") as gb:
+        assert gb.find_submission(ASSIGNMENT, "readsolutions").score == 11
+        assert gb.find_submission(ASSIGNMENT, "swallowast").score == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="sandbox uids are used only when grading as root")
+def test_sandbox_uids_are_never_shared(tmp_path):
+    """Two courses grading at once, and a uid some other process uses, get distinct uids."""
+    sleeper = subprocess.Popen(["setpriv", f"--reuid={sandbox.FIRST_SANDBOX_UID}", "--regid=65534",
+                                "--clear-groups", "sleep", "60"])
+    try:
+        time.sleep(0.5)
+        first, second = sandbox.UidSlot(str(tmp_path)), sandbox.UidSlot(str(tmp_path))
+        assert sandbox.FIRST_SANDBOX_UID not in (first.uid, second.uid), "took a uid with a running process"
+        assert first.uid != second.uid
+        first.release()
+        second.release()
+        assert sleeper.poll() is None, "releasing a slot killed a process it does not own"
+    finally:
+        sleeper.kill()
 
 
 def test_grade_refuses_without_sandbox(tmp_path, monkeypatch, capsys):
@@ -215,6 +441,7 @@ def test_grade_refuses_without_sandbox(tmp_path, monkeypatch, capsys):
     cwd = os.getcwd()
     try:
         assert cli.main(["--root", str(tmp_path), "grade", ASSIGNMENT]) == 2
+        assert cli.main(["--root", str(tmp_path), "feedback", ASSIGNMENT]) == 2
     finally:
         os.chdir(cwd)
     assert "--unsafe" in capsys.readouterr().err
