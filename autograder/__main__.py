@@ -22,10 +22,32 @@ def cmd_release(course: Course, args) -> int:
     return 0
 
 
+def _ensure_in_gradebook(course: Course, assignment: str) -> None:
+    """nbgrader's gradebook must know the assignment's cells (``release`` puts them there)."""
+    if not grade.in_gradebook(course, assignment):
+        release.generate(course, assignment, course.grading / "autograder" / "generated")
+
+
 def cmd_collect(course: Course, args) -> int:
     """Import an LMS download (folder or .zip) into grading/submitted/."""
-    report = collect.collect(course, args.assignment, Path(args.source), args.id_pattern)
+    if args.due:
+        _ensure_in_gradebook(course, args.assignment)
+        due = collect.set_due_date(course, args.assignment, args.due)
+    else:
+        due = collect.due_date(course, args.assignment)
+    if due is not None:
+        method = collect.penalty_method(course)
+        print(f"due date in the gradebook: {due:%Y-%m-%d %H:%M:%S} UTC; nbgrader's late penalty: {method!r}"
+              + (" (late submissions keep their points: LateSubmissionPlugin.penalty_method)"
+                 if method == "none" else ""))
+    try:
+        report = collect.collect(course, args.assignment, Path(args.source), args.id_pattern,
+                                 max_mb=args.max_mb, max_total_mb=args.max_total_mb, due=due)
+    except collect.CollectError as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 1
     print(report.summary())
+    print(f"records: {collect.records_dir(course, args.assignment)}/<student>.json")
     return 0
 
 
@@ -93,6 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("source", help="folder or .zip of submissions")
     p.add_argument("--id-pattern", default=collect.DEFAULT_ID_PATTERN,
                    help="regex with a (?P<student>...) group, matched against flat file names")
+    p.add_argument("--max-mb", type=float, default=collect.DEFAULT_MAX_MB,
+                   help=f"largest submission of one student, all files (default: {collect.DEFAULT_MAX_MB})")
+    p.add_argument("--max-total-mb", type=float, default=collect.DEFAULT_MAX_TOTAL_MB,
+                   help=f"most read from the whole download (default: {collect.DEFAULT_MAX_TOTAL_MB})")
+    p.add_argument("--due", help="record the due date in the gradebook, for nbgrader's late penalties, e.g. "
+                                 "'2025-03-01 17:00:00 Europe/London' (no zone: UTC)")
     p.set_defaults(func=cmd_collect)
 
     p = sub.add_parser("grade", help=cmd_grade.__doc__)
