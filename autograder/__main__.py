@@ -86,16 +86,22 @@ def cmd_feedback(course: Course, args) -> int:
     return 0
 
 
+def _out(course: Course, args) -> Path:
+    return Path(args.out) if args.out else course.grading / "exports"
+
+
 def cmd_export(course: Course, args) -> int:
     """Write the grades CSV (per student and cell) and an LMS-ready CSV."""
-    for path in export.export(course, args.assignment, Path(args.out)):
+    _ensure_in_gradebook(course, args.assignment)
+    for path in export.export(course, args.assignment, _out(course, args)):
         print(path)
     return 0
 
 
 def cmd_report(course: Course, args) -> int:
-    """Print a summary (mean, median, pass rate per cell) and save a grade-distribution PNG."""
-    text, figure = export.report(course, args.assignment, Path(args.out))
+    """Print a summary (mean, median, pass rate per cell, pending work) and save a grade-distribution PNG."""
+    _ensure_in_gradebook(course, args.assignment)
+    text, figure = export.report(course, args.assignment, _out(course, args))
     print(text)
     print(f"distribution plot: {figure}")
     return 0
@@ -143,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, func in (("export", cmd_export), ("report", cmd_report)):
         p = sub.add_parser(name, help=func.__doc__)
         p.add_argument("assignment")
-        p.add_argument("--out", default="grading/exports", help="output folder (default: grading/exports)")
+        p.add_argument("--out", help="output folder (default: grading/exports in the course)")
         p.set_defaults(func=func)
 
     args = parser.parse_args(argv)

@@ -11,10 +11,13 @@ student with no notebook, a late submission, an export of task and manual cells.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
 import stat
+import subprocess
+import sys
 import time
 import zipfile
 from datetime import UTC, datetime
@@ -22,7 +25,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_notebook
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from autograder import __main__ as cli
 from coursetools import ROOT
@@ -321,6 +324,33 @@ def test_single_notebook_renamed_in_a_flat_download(tmp_path, capsys):
     assert collected(course, "uma")["notes"] == ["ex.ipynb taken from 'uma_123_456_My Exercise-1.ipynb' (name guessed)"]
 
 
+def test_student_with_only_a_text_file_gets_a_refused_row(tmp_path, capsys):
+    course = make_course(tmp_path)
+    download = tmp_path / "download"
+    download.mkdir()
+    (download / "vera_1_answers.txt").write_text("I could not open Jupyter")
+    (download / "walt_1_ex.ipynb").write_text(notebook("w = 1"))
+    (download / "readme.txt").write_text("from the LMS")
+
+    code, out = run(course, "collect", "ex", str(download), capsys=capsys)
+    assert code == 0, out
+    assert submitted(course) == {"walt": ["ex.ipynb", "timestamp.txt"]}
+    vera = collected(course, "vera")
+    assert (vera["status"], vera["reason"]) == ("refused", "no notebook collected")
+    assert vera["notes"] == ["'vera_1_answers.txt': not a notebook, ignored"]
+    assert "  unmatched: readme.txt (no student id in its name)" in out
+
+    code, out = run(course, "export", "ex", capsys=capsys)
+    assert code == 0, out
+    with (course / "grading" / "exports" / "ex_grades.csv").open() as f:
+        table = {row["student_id"]: row for row in csv.DictReader(f)}
+    assert sorted(table) == ["vera", "walt"]
+    assert (table["vera"]["status"], table["vera"]["reason"], table["vera"]["score"]) == (
+        "refused", "no notebook collected", "0")
+    assert table["vera"]["notes"] == "'vera_1_answers.txt': not a notebook, ignored"
+    assert (table["walt"]["status"], table["walt"]["reason"]) == ("not graded", "collected, not graded yet")
+
+
 def test_two_files_for_one_notebook_newest_notebook_wins(tmp_path, capsys):
     course = make_course(tmp_path)
     download = tmp_path / "download"
@@ -391,3 +421,116 @@ def test_timestamps_from_zip_dates_file_times_and_kept_timestamp_files(tmp_path,
     assert cleo.read_text() == f"{local:%Y-%m-%d %H:%M:%S.%f} UTC\n"
     assert collected(course, "cleo")["timestamp_from"] == ("date of the zip entry 'cleo_1_ex.ipynb' "
                                                            "(no time zone in a zip: read as this machine's)")
+
+
+def _graded_course(tmp_path: Path) -> Path:
+    """A one-notebook assignment with 2 autograded points (and nothing slow to import)."""
+    course = tmp_path / "course"
+    (course / "solutions" / "late").mkdir(parents=True)
+    shutil.copy(ROOT / "nbgrader_config.py", course)
+    solution = new_code_cell("### BEGIN SOLUTION\ndef f():\n    return 1\n### END SOLUTION")
+    solution.metadata["nbgrader"] = {"grade": False, "solution": True, "locked": False, "grade_id": "f",
+                                     "schema_version": 3}
+    test = new_code_cell("assert f() == 1")
+    test.metadata["nbgrader"] = {"grade": True, "solution": False, "locked": True, "grade_id": "test_f",
+                                 "points": 2, "schema_version": 3}
+    nb = new_notebook(cells=[solution, test])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, course / "solutions" / "late" / "late.ipynb")
+    return course
+
+
+def _cli(course: Path, *args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "autograder", "--root", str(course), *args], cwd=ROOT,
+                            capture_output=True, text=True, timeout=900,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, f"autograder {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def test_late_submission_loses_points_through_the_cli(tmp_path):
+    course = _graded_course(tmp_path)
+    _cli(course, "release", "late")
+    answer = nbformat.read(course / "exercises" / "late" / "late.ipynb", as_version=4)
+    answer.cells[0].source = "def f():\n    return 1"
+    download = tmp_path / "download"
+    for student, when in (("early", datetime(2024, 1, 10, 11, 59, tzinfo=UTC)),
+                          ("tardy", datetime(2024, 1, 10, 12, 30, tzinfo=UTC))):
+        (download / student).mkdir(parents=True)
+        nbformat.write(answer, download / student / "late.ipynb")
+        set_mtime(download / student / "late.ipynb", when)
+
+    collect = _cli(course, "collect", "late", str(download), "--due", "2024-01-10 12:00:00 UTC")
+    assert "  tardy: submitted 0:30:00 after the due date (2024-01-10 12:00:00 UTC)" in collect.stdout
+    assert "early:" not in collect.stdout
+    _cli(course, "grade", "late", "--timeout", "60")
+    _cli(course, "export", "late")
+    with (course / "grading" / "exports" / "late_grades.csv").open() as f:
+        table = {row["student_id"]: row for row in csv.DictReader(f)}
+    assert {s: (r["score"], r["late_penalty"], r["late:test_f"]) for s, r in table.items()} == {
+        "early": ("2", "0", "2"), "tardy": ("0", "2", "2")}  # nbgrader's "zero" penalty: the whole score
+    with (course / "grading" / "exports" / "late_lms.csv").open() as f:
+        assert list(csv.reader(f)) == [["student_id", "total", "max"], ["early", "2", "2"], ["tardy", "0", "2"]]
+
+
+# ---------------------------------------------------------------- export and report
+
+
+def test_export_and_report_with_task_manual_and_extra_credit_cells(tmp_path, capsys):
+    from nbgrader.api import Gradebook
+
+    from autograder.course import Course, put_environment_first
+    from autograder.grade import Record
+
+    course = make_course(tmp_path, "hw", ("nb",))
+    cells = [new_code_cell("def f(): ...", metadata={"nbgrader": {"grade_id": "code", "solution": True}}),
+             new_code_cell("assert f()", metadata={"nbgrader": {"grade_id": "auto", "grade": True}}),
+             new_markdown_cell("essay", metadata={"nbgrader": {"grade_id": "essay", "grade": True}}),
+             new_markdown_cell("task", metadata={"nbgrader": {"grade_id": "task", "task": True}})]
+    nbformat.write(new_notebook(cells=cells), course / "solutions" / "hw" / "nb.ipynb")  # gives the cell order
+    put_environment_first()
+    with Gradebook(Course(course).db_url) as gb:
+        gb.update_or_create_assignment("hw")
+        gb.add_notebook("nb", "hw")
+        gb.add_grade_cell("essay", "nb", "hw", max_score=3, cell_type="markdown")
+        gb.add_grade_cell("auto", "nb", "hw", max_score=2, cell_type="code")
+        gb.add_task_cell("task", "nb", "hw", max_score=4, cell_type="markdown")
+        for student in ("ann", "bo"):
+            gb.add_student(student)
+            gb.add_submission("hw", student)
+            for grade in gb.find_submission_notebook("nb", "hw", student).grades:
+                grade.auto_score = 2.0 if grade.name == "auto" else None
+                grade.needs_manual_grade = grade.name != "auto"
+        bo = {g.name: g for g in gb.find_submission_notebook("nb", "hw", "bo").grades}
+        bo["essay"].manual_score, bo["essay"].needs_manual_grade = 2.5, False
+        bo["task"].manual_score, bo["task"].needs_manual_grade = 4.0, False
+        bo["auto"].extra_credit = 1.0
+        gb.find_submission_notebook("nb", "hw", "bo").late_submission_penalty = 1.5
+        gb.db.commit()
+    records = course / "grading" / "autograder" / "hw"
+    records.mkdir(parents=True)
+    for student, review in (("ann", ""), ("bo", "the submission replaced numpy.testing")):
+        record = Record("hw", student, "graded", 2.0, 9.0, needs_review=review)
+        (records / f"{student}.json").write_text(json.dumps(record.__dict__))
+
+    code, out = run(course, "export", "hw", capsys=capsys)
+
+    assert code == 0, out
+    with (course / "grading" / "exports" / "hw_grades.csv").open() as f:
+        rows = list(csv.reader(f))
+    assert rows == [
+        ["student_id", "status", "needs_review", "reason", "notes", "score", "max_score", "late_penalty",
+         "manual_grading_pending", "nb:auto", "nb:essay", "nb:task"],
+        ["ann", "graded", "", "", "", "2", "9", "0", "yes", "2", "", ""],  # not scored yet: blank
+        ["bo", "graded", "the submission replaced numpy.testing", "", "", "8", "9", "1.5", "no", "3", "2.5", "4"],
+    ]  # bo: 2 + 1 extra credit + 2.5 + 4 - 1.5 late
+    with (course / "grading" / "exports" / "hw_lms.csv").open() as f:
+        assert list(csv.reader(f)) == [["student_id", "total", "max"], ["ann", "2", "9"], ["bo", "8", "9"]]
+
+    code, out = run(course, "report", "hw", capsys=capsys)
+    assert code == 0, out
+    assert "  status: graded 2" in out
+    assert "  manual grading pending: 1 (ann): grade in formgrader, then export again" in out
+    assert "  needs review: 1 (bo)" in out
+    assert "    nb:task" in out
+    assert (course / "grading" / "exports" / "hw_distribution.png").exists()
