@@ -41,6 +41,7 @@ import re
 import shutil
 import stat
 import tempfile
+import warnings
 import zipfile
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -293,8 +294,6 @@ def _identifier(pattern: re.Pattern):
             entry.student, entry.shown = parts[0], "/".join(parts[1:])
         elif len(parts) == 1 and (m := pattern.match(parts[0])) and _valid_id(m.group("student")):
             entry.student, entry.shown = m.group("student"), parts[0]
-        elif len(parts) == 1 and entry.refused and "." not in parts[0] and _valid_id(parts[0]):
-            entry.student, entry.shown = parts[0], parts[0]  # a student's folder that is a link
         else:
             entry.shown = "/".join(parts)
         return entry
@@ -330,7 +329,9 @@ def _notebook_problem(path: Path) -> str:
     except Exception:  # NotJSONError, UnicodeDecodeError
         return "not JSON"
     try:
-        nbformat.validate(nbformat.convert(nb, 4))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. duplicate cell ids, which nbgrader repairs
+            nbformat.validate(nbformat.convert(nb, 4))
     except Exception:
         return "JSON, but not a valid notebook"
     return ""
@@ -476,6 +477,12 @@ def collect(course: Course, assignment: str, source: Path, id_pattern: str = DEF
         else:
             raise CollectError(f"{source} is neither a folder nor a zip archive")
 
+        if any(len(e.parts) > 1 for e in entries):  # student folders: a link beside them is one too
+            for entry in entries:
+                name = entry.parts[0]
+                if len(entry.parts) == 1 and entry.refused == "symbolic link" and entry.student is None \
+                        and "." not in name and _valid_id(name):
+                    entry.student, entry.shown = name, name
         by_student: dict[str, list[_Entry]] = defaultdict(list)
         for entry in entries:
             if entry.student:
