@@ -19,6 +19,15 @@ c.CourseDirectory.autograded_directory = "grading/autograded"
 c.CourseDirectory.feedback_directory = "grading/feedback"
 c.CourseDirectory.db_url = "sqlite:///grading/gradebook.db"
 
+# Late submissions. nbgrader's AssignLatePenalties (part of autograding) compares each
+# submission's timestamp.txt, which `python -m autograder collect` writes, with the
+# assignment's due date in the gradebook (`collect ASSIGNMENT DOWNLOAD --due "..."`, or
+# `nbgrader db assignment add ASSIGNMENT --duedate="..."`). No due date, no penalty.
+# "zero": a late notebook scores 0 (nbgrader's only built-in penalty; "none" records
+# how late it was without a penalty; a gentler rule is a LateSubmissionPlugin subclass
+# set as c.AssignLatePenalties.plugin_class).
+c.LateSubmissionPlugin.penalty_method = "zero"
+
 # Student versions: solution regions become this stub; hidden tests are removed.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ExecutePreprocessor.timeout = 300  # seconds per cell when autograding

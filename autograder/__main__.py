@@ -22,10 +22,32 @@ def cmd_release(course: Course, args) -> int:
     return 0
 
 
+def _ensure_in_gradebook(course: Course, assignment: str) -> None:
+    """nbgrader's gradebook must know the assignment's cells (``release`` puts them there)."""
+    if not grade.in_gradebook(course, assignment):
+        release.generate(course, assignment, course.grading / "autograder" / "generated")
+
+
 def cmd_collect(course: Course, args) -> int:
     """Import an LMS download (folder or .zip) into grading/submitted/."""
-    report = collect.collect(course, args.assignment, Path(args.source), args.id_pattern)
+    if args.due:
+        _ensure_in_gradebook(course, args.assignment)
+        due = collect.set_due_date(course, args.assignment, args.due)
+    else:
+        due = collect.due_date(course, args.assignment)
+    if due is not None:
+        method = collect.penalty_method(course)
+        print(f"due date in the gradebook: {due:%Y-%m-%d %H:%M:%S} UTC; nbgrader's late penalty: {method!r}"
+              + (" (late submissions keep their points: LateSubmissionPlugin.penalty_method)"
+                 if method == "none" else ""))
+    try:
+        report = collect.collect(course, args.assignment, Path(args.source), args.id_pattern,
+                                 max_mb=args.max_mb, max_total_mb=args.max_total_mb, due=due)
+    except collect.CollectError as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 1
     print(report.summary())
+    print(f"records: {collect.records_dir(course, args.assignment)}/<student>.json")
     return 0
 
 
@@ -79,16 +101,22 @@ def cmd_feedback(course: Course, args) -> int:
     return 1 if errors else 0
 
 
+def _out(course: Course, args) -> Path:
+    return Path(args.out) if args.out else course.grading / "exports"
+
+
 def cmd_export(course: Course, args) -> int:
     """Write the grades CSV (per student and cell) and an LMS-ready CSV."""
-    for path in export.export(course, args.assignment, Path(args.out)):
+    _ensure_in_gradebook(course, args.assignment)
+    for path in export.export(course, args.assignment, _out(course, args)):
         print(path)
     return 0
 
 
 def cmd_report(course: Course, args) -> int:
-    """Print a summary (mean, median, pass rate per cell) and save a grade-distribution PNG."""
-    text, figure = export.report(course, args.assignment, Path(args.out))
+    """Print a summary (mean, median, pass rate per cell, pending work) and save a grade-distribution PNG."""
+    _ensure_in_gradebook(course, args.assignment)
+    text, figure = export.report(course, args.assignment, _out(course, args))
     print(text)
     print(f"distribution plot: {figure}")
     return 0
@@ -108,6 +136,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("source", help="folder or .zip of submissions")
     p.add_argument("--id-pattern", default=collect.DEFAULT_ID_PATTERN,
                    help="regex with a (?P<student>...) group, matched against flat file names")
+    p.add_argument("--max-mb", type=float, default=collect.DEFAULT_MAX_MB,
+                   help=f"largest submission of one student, all files (default: {collect.DEFAULT_MAX_MB})")
+    p.add_argument("--max-total-mb", type=float, default=collect.DEFAULT_MAX_TOTAL_MB,
+                   help=f"most read from the whole download (default: {collect.DEFAULT_MAX_TOTAL_MB})")
+    p.add_argument("--due", help="record the due date in the gradebook, for nbgrader's late penalties, e.g. "
+                                 "'2025-03-01 17:00:00 Europe/London' (no zone: UTC)")
     p.set_defaults(func=cmd_collect)
 
     def kernel_options(p):
@@ -135,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, func in (("export", cmd_export), ("report", cmd_report)):
         p = sub.add_parser(name, help=func.__doc__)
         p.add_argument("assignment")
-        p.add_argument("--out", default="grading/exports", help="output folder (default: grading/exports)")
+        p.add_argument("--out", help="output folder (default: grading/exports in the course)")
         p.set_defaults(func=func)
 
     args = parser.parse_args(argv)

@@ -104,7 +104,7 @@ def vet(folder: Path, dest: Path, notebooks: list[str], max_bytes: int) -> tuple
         try:
             nbformat.validate(nbformat.read(path, as_version=4))
         except Exception as exc:  # invalid JSON, not a notebook, wrong schema
-            problems.append(f"{name}.ipynb cannot be read: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+            problems.append(f"{name}.ipynb cannot be read: {type(exc).__name__}")  # not its content
             path.unlink()
     return problems, copied.refused
 
