@@ -135,6 +135,16 @@ def _with_busy_timeout(db_url: str, seconds: int = 120) -> str:
     return db_url
 
 
+def quiet_gradebook() -> None:
+    """nbgrader's gradebook makes SQLAlchemy warn about its own session use: in parallel
+    workers those warnings only interleave with the progress bar (they stay in the logs)."""
+    import warnings
+
+    from sqlalchemy.exc import SAWarning
+
+    warnings.simplefilter("ignore", SAWarning)
+
+
 def put_environment_first() -> None:
     """nbgrader runs ``alembic`` by name to create the gradebook: use this environment's."""
     bin_dir = str(Path(sys.executable).parent)

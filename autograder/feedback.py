@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from autograder.course import Course, put_environment_first
+from autograder.course import Course, put_environment_first, quiet_gradebook
 from autograder.grade import Limits, read_records
 
 
@@ -40,6 +40,7 @@ class FeedbackJob:
 def feedback_for(job: FeedbackJob) -> tuple[str, str]:
     """Write one student's feedback (runs in a worker process); return (student, error or '')."""
     put_environment_first()
+    quiet_gradebook()
     course = Course(job.root)
     private = tempfile.mkdtemp(prefix="autograder-feedback-")
     os.environ["AUTOGRADER_TMP"] = private

@@ -36,7 +36,7 @@ from nbgrader.api import Gradebook, MissingEntry
 from tqdm import tqdm
 
 from autograder import files, guard
-from autograder.course import Course, put_environment_first
+from autograder.course import Course, put_environment_first, quiet_gradebook
 from autograder.execute import PROBLEM, REVIEW
 
 
@@ -137,6 +137,7 @@ def grade_submission(job: Job) -> Record:
     """Autograde one student's submission (runs in a worker process)."""
     start = time.perf_counter()
     put_environment_first()
+    quiet_gradebook()
     course = Course(job.root)
     folder = course.submitted / job.student / job.assignment
     record = Record(job.assignment, job.student, "error", fingerprint=fingerprint(folder))
