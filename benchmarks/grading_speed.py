@@ -27,8 +27,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def make_course(folder: Path, assignment: str, copies: int) -> None:
-    shutil.copy(ROOT / "nbgrader_config.py", folder)
+# The baseline is stock nbgrader: its default pipeline (the course's nbgrader_config.py
+# would put plain `nbgrader autograde` in the sandbox too), with the course's folders.
+STOCK_CONFIG = """c = get_config()
+c.CourseDirectory.source_directory = "solutions"
+c.CourseDirectory.release_directory = "exercises"
+c.CourseDirectory.submitted_directory = "grading/submitted"
+c.CourseDirectory.autograded_directory = "grading/autograded"
+c.CourseDirectory.db_url = "sqlite:///grading/gradebook.db"
+c.ExecutePreprocessor.timeout = 300
+"""
+
+
+def make_course(folder: Path, assignment: str, copies: int, stock: bool = False) -> None:
+    if stock:
+        (folder / "grading").mkdir()
+        (folder / "nbgrader_config.py").write_text(STOCK_CONFIG)
+    else:
+        shutil.copy(ROOT / "nbgrader_config.py", folder)
     shutil.copytree(ROOT / "solutions" / assignment, folder / "solutions" / assignment)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", assignment, "--force"],
@@ -83,7 +99,7 @@ def main() -> None:
         plain, ours = Path(tmp) / "plain", Path(tmp) / "autograder"
         for folder in (plain, ours):
             folder.mkdir()
-            make_course(folder, args.assignment, args.copies)
+            make_course(folder, args.assignment, args.copies, stock=folder is plain)
         for _ in range(args.repeat):
             plain_times.append(timed([sys.executable, "-m", "nbgrader", "autograde", args.assignment, "--force"],
                                      plain))
