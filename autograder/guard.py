@@ -61,6 +61,12 @@ def _autograder_make_guard(nonce):
     aliases = {{"np": "numpy", "pd": "pandas", "plt": "matplotlib.pyplot", "keras": "keras", "tf": "tensorflow",
                "numpy": "numpy", "math": "math"}}
     ignored_builtins = {{"_", "__", "___", "exit", "quit", "get_ipython", "display", "__IPYTHON__"}}
+    libraries = {{"matplotlib", "matplotlib_inline", "IPython", "ipykernel", "ipywidgets", "tqdm", "keras",
+                 "tensorflow", "jax", "seaborn", "pandas"}}
+
+    def from_library(callback):  # libraries register callbacks of their own (pyplot's inline figure flush)
+        module = getattr(callback, "__module__", None) or ""
+        return module.split(".")[0] in libraries
 
     def guard():
         undone = []
@@ -78,9 +84,12 @@ def _autograder_make_guard(nonce):
                 setattr(owner, attr, list(pristine[key]))
                 undone.append(label + " added")
         for name in set(ip.events.callbacks) | set(pristine["events"]):
-            if list(ip.events.callbacks.get(name, [])) != pristine["events"].get(name, []):
-                ip.events.callbacks[name] = list(pristine["events"].get(name, []))
-                undone.append("event callbacks (" + name + ") registered")
+            current, original = list(ip.events.callbacks.get(name, [])), pristine["events"].get(name, [])
+            foreign = [cb for cb in current if cb not in original and not from_library(cb)]
+            lost = [cb for cb in original if cb not in current]
+            if foreign or lost:
+                ip.events.callbacks[name] = [cb for cb in current if cb not in foreign] + lost
+                undone.append("event callbacks (" + name + ") " + ("registered" if foreign else "removed"))
         excepthook, displayhook, trace, profile = pristine["hooks"]
         if sys.gettrace() is not trace:
             sys.settrace(trace)
@@ -116,6 +125,8 @@ def _autograder_make_guard(nonce):
             if name in ignored_builtins:
                 continue
             if name not in pristine["builtins"]:
+                if name.startswith("__"):  # libraries keep state there (pybind11's internals): leave it
+                    continue
                 del current[name]
                 undone.append("builtin " + name + " added")
             elif current.get(name) is not pristine["builtins"][name]:

@@ -186,7 +186,8 @@ class SandboxedKernelManager(AsyncKernelManager):
     disk_mb = Integer(512, help="all the kernel may write in total (its /tmp, work folder included)").tag(config=True)
     input_mb = Integer(50, help="largest total of the submission's files copied in").tag(config=True)
     keras_backend = Unicode("tensorflow").tag(config=True)
-    threads = Integer(1, help="threads for the kernel's numerical libraries").tag(config=True)
+    threads = Integer(os.cpu_count() or 1, help="threads for the kernel's numerical libraries (grade sets "
+                      "cores / workers; plain sequential nbgrader keeps them all)").tag(config=True)
     enabled = Bool(True, help="False: run kernels unsandboxed (autograder grade --unsafe)").tag(config=True)
 
     _private_dir = None

@@ -65,8 +65,10 @@ class Course:
         for name, nb in notebooks.items():
             nbformat.write(nb, folder / name)
 
-    def autograde(self, assignment: str) -> None:
-        self.nbgrader("autograde", assignment, "--force")
+    def autograde(self, assignment: str) -> str:
+        """Run ``nbgrader autograde`` (the course's sandboxed pipeline); return its log."""
+        result = self.nbgrader("autograde", assignment, "--force")
+        return result.stdout + result.stderr
 
     def scores(self, assignment: str, student: str) -> dict[str, float | None]:
         """Autograder score of every graded cell of a student's submission, by grade id

@@ -22,6 +22,7 @@ import pytest
 import yaml
 from filelock import FileLock
 
+from autograder.execute import REVIEW
 from autograder.release import leaks
 from coursetools import ROOT, assignments, execute
 
@@ -90,12 +91,13 @@ def grade(assignment: str, folder: Path) -> dict:
         }
     for student, notebooks in submissions.items():
         course.submit(assignment, student, notebooks)
-    course.autograde(assignment)
+    log = course.autograde(assignment)
     tests = {k: v for nb in sources.values() for k, v in assignments.autograded_tests(nb).items()}
     return {
         "release": str(release),
         "tests": tests,
         "scores": {student: course.scores(assignment, student) for student in submissions},
+        "review": [line for line in log.splitlines() if REVIEW in line],
     }
 
 
@@ -136,6 +138,13 @@ def test_student_version_leaks_nothing(assignment):
     # solution or hidden-test region (a line students also get elsewhere, like a def, is no secret).
     found = leaks(ROOT / "exercises" / assignment, ROOT / "solutions" / assignment)
     assert not found, f"the student version leaks: {found}"
+
+
+@pytest.mark.parametrize("graded", ASSIGNMENTS, indirect=True)
+def test_honest_submissions_are_not_flagged(graded):
+    """nbgrader_config.py puts plain `nbgrader autograde` in the sandbox with the tamper guard:
+    the solution, the blank version and every wrong variant (honest code all) raise no flag."""
+    assert graded["review"] == [], "\n".join(graded["review"][:5])
 
 
 @pytest.mark.parametrize("graded", ASSIGNMENTS, indirect=True)

@@ -257,6 +257,10 @@ def graded(request):
         sandbox.check_available()
     except sandbox.SandboxUnavailable as exc:
         pytest.fail(f"the sandbox must be available in CI (.ci/run installs bubblewrap): {exc}")
+    probe = subprocess.run([*_as(mode), "/bin/sh", "-c", f'"{sys.executable}" -c pass'], capture_output=True, text=True)
+    if probe.returncode:
+        pytest.fail(f"[{mode}] cannot run {sys.executable} ({probe.stderr.strip()}): build .venv with a Python "
+                    "every user can run (.ci/run does: PYTHON=/usr/bin/python3)")
     base = Path(tempfile.mkdtemp(prefix=f"redteam-{mode}-"))
     course = base / "course"
     secret = base / "secret.txt"  # one of the instructor's own files, outside the course
@@ -361,7 +365,9 @@ def test_feedback_shows_no_hidden_test(graded):
     for page in pages:
         text = html.unescape(re.sub(r"<[^>]+>", "", page.read_text()))  # the text a student reads
         student = page.parent.parent.name
-        shown = [line for line in secret if line in text]
+        own = course / "grading" / "submitted" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+        written_by_student = own.read_text() if own.exists() else ""
+        shown = [line for line in secret if line in text and line not in written_by_student]
         assert not shown, f"{student}'s feedback shows hidden lines: {shown[:3]}"
         assert "BEGIN HIDDEN TESTS" not in text
         for encoded in re.findall(r"LEAK:([A-Za-z0-9+/=]+)", text):
@@ -389,7 +395,7 @@ def test_submitted_links_are_refused(graded):
     for item in ("notes.txt: symbolic link refused", "data: symbolic link refused", "pipe: FIFO refused"):
         assert item in record["needs_review"], record["needs_review"]
     autograded = course / "grading" / "autograded" / "linker" / ASSIGNMENT
-    assert sorted(p.name for p in autograded.iterdir()) == [f"{ASSIGNMENT}.ipynb"]
+    assert sorted(p.name for p in autograded.iterdir()) == [f"{ASSIGNMENT}.ipynb", "timestamp.txt"]
 
 
 @pytest.mark.slow
