@@ -24,7 +24,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from autograder.course import Course, put_environment_first, quiet_gradebook
-from autograder.grade import Limits, read_records
+from autograder.grade import Limits, kernel_config, read_records
 
 
 @dataclass
@@ -45,13 +45,7 @@ def feedback_for(job: FeedbackJob) -> tuple[str, str]:
     private = tempfile.mkdtemp(prefix="autograder-feedback-")
     os.environ["AUTOGRADER_TMP"] = private
     try:
-        config = course.config(
-            enabled=job.sandboxed, keras_backend=job.keras_backend, cpu_seconds=job.limits.cpu_seconds,
-            memory_mb=job.limits.memory_mb, max_processes=job.limits.max_processes,
-            max_file_mb=job.limits.max_file_mb, disk_mb=job.limits.disk_mb, threads=job.limits.threads,
-        )
-        config.GuardedExecute.timeout = job.limits.cell_timeout
-        config.GuardedExecute.max_output_bytes = job.limits.max_output_bytes
+        config = kernel_config(course, job.sandboxed, job.keras_backend, job.limits)
         result = course.api(config).generate_feedback(job.assignment, job.student, force=True)
         if not result["success"]:
             return job.student, (result.get("error") or result.get("log") or "").strip().splitlines()[-1:][0]

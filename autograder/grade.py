@@ -133,6 +133,18 @@ def _code(folder: Path) -> list[str]:
     return sources
 
 
+def kernel_config(course: Course, sandboxed: bool, keras_backend: str, limits: Limits):
+    """The course's nbgrader configuration with these kernels' sandbox and limits."""
+    config = course.config(
+        enabled=sandboxed, keras_backend=keras_backend, cpu_seconds=limits.cpu_seconds, memory_mb=limits.memory_mb,
+        max_processes=limits.max_processes, max_file_mb=limits.max_file_mb, disk_mb=limits.disk_mb,
+        threads=limits.threads,
+    )
+    config.GuardedExecute.timeout = limits.cell_timeout
+    config.GuardedExecute.max_output_bytes = limits.max_output_bytes
+    return config
+
+
 def grade_submission(job: Job) -> Record:
     """Autograde one student's submission (runs in a worker process)."""
     start = time.perf_counter()
@@ -151,14 +163,8 @@ def grade_submission(job: Job) -> Record:
                                 job.limits.max_submission_mb * 2**20)
         review = [f"refused {item}" for item in refused] + [
             f"uses {api}" for api in guard.scan(_code(vetted / job.student / job.assignment))]
-        config = course.config(
-            enabled=job.sandboxed, keras_backend=job.keras_backend, cpu_seconds=job.limits.cpu_seconds,
-            memory_mb=job.limits.memory_mb, max_processes=job.limits.max_processes, max_file_mb=job.limits.max_file_mb,
-            disk_mb=job.limits.disk_mb, threads=job.limits.threads,
-        )
+        config = kernel_config(course, job.sandboxed, job.keras_backend, job.limits)
         config.CourseDirectory.submitted_directory = str(vetted)
-        config.GuardedExecute.timeout = job.limits.cell_timeout
-        config.GuardedExecute.max_output_bytes = job.limits.max_output_bytes
         result = course.api(config).autograde(job.assignment, job.student, force=True, create=True)
         log = (result.get("log") or "") + (result.get("error") or "")
         log_path.write_text(log)
