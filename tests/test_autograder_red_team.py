@@ -181,6 +181,9 @@ CASES = {
                    "trace hook (sys.settrace)"),
     "builtin_replaced": ({"mse_extra": "import builtins\nbuiltins.round = lambda *a: 0\n"}, 11, "graded",
                          "builtin round replaced"),
+    # TensorFlow's start-up lines (C++ logging, CUDA probes) never reach the feedback page
+    "tensorflow_noise": ({"mse_extra": "import tensorflow as tf\n\nprint(float(tf.reduce_sum(tf.ones(3))))\n"},
+                         11, "graded", None),
     # IPython turns SystemExit in a cell into an error output; the kernel goes on
     "sys_exit": ({"mse_extra": "import sys\n\nsys.exit()\n"}, 11, "graded", None),
     # output is capped as it arrives
