@@ -233,8 +233,11 @@ def _as(mode: str) -> list[str]:
 
 
 def _env(course: Path) -> dict[str, str]:
-    """Temporary files go to a folder of the course's, so leftovers can be counted."""
+    """Temporary files go to a folder of the course's, so leftovers can be counted. The grader
+    gets a home of its own: the suite's IPYTHONDIR is not the ordinary user's, and IPython
+    makes a new temporary folder each time it finds its folder unwritable."""
     return {**os.environ, "TMPDIR": str(course / "tmp"), "HOME": str(course / "home"),
+            "IPYTHONDIR": str(course / "home" / ".ipython"),
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
@@ -349,7 +352,8 @@ def test_nothing_escaped_the_sandbox(graded):
     assert not big, f"files written by kernels reached the grader's folders: {big}"
     huge = course / "grading" / "autograded" / "hugeprint" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
     assert huge.stat().st_size < 1_000_000, f"the 100 MB print reached the notebook ({huge.stat().st_size} bytes)"
-    assert not list((course / "tmp").iterdir()), f"left behind on the host: {list((course / 'tmp').iterdir())}"
+    left = {str(p.relative_to(course / "tmp")) for p in (course / "tmp").rglob("*")}
+    assert not left, f"left behind on the host: {len(left)} paths, e.g. {sorted(left)[:10]}"
 
 
 @pytest.mark.slow
