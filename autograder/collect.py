@@ -53,7 +53,7 @@ import nbformat
 from nbgrader.utils import parse_utc
 
 from autograder.course import Course
-from autograder.grade import fingerprint
+from autograder.files import fingerprint
 
 DEFAULT_ID_PATTERN = r"^(?P<student>[A-Za-z0-9.-]+)_"
 DEFAULT_MAX_MB = 50  # one student's submission, all files together
@@ -83,7 +83,7 @@ class StudentRecord:
     timestamp: str = ""  # the submission time written to timestamp.txt (nbgrader's format)
     timestamp_from: str = ""
     bytes: int = 0
-    fingerprint: str = ""  # of grading/submitted/<student>/<assignment> as collected (grade.fingerprint)
+    fingerprint: str = ""  # of grading/submitted/<student>/<assignment> as collected (files.fingerprint)
     source: str = ""  # the download
     collected_at: str = ""
 

@@ -18,26 +18,15 @@ import os
 import shutil
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
 from autograder.course import Course, put_environment_first, quiet_gradebook
-from autograder.grade import Limits, kernel_config, read_records
+from autograder.grade import Job, kernel_config, read_records
 
 
-@dataclass
-class FeedbackJob:
-    root: str
-    assignment: str
-    student: str
-    sandboxed: bool = True
-    keras_backend: str = "tensorflow"
-    limits: Limits = field(default_factory=Limits)
-
-
-def feedback_for(job: FeedbackJob) -> tuple[str, str]:
+def feedback_for(job: Job) -> tuple[str, str]:
     """Write one student's feedback (runs in a worker process); return (student, error or '')."""
     put_environment_first()
     quiet_gradebook()
@@ -62,7 +51,7 @@ def generate(course: Course, assignment: str, students: list[str] | None = None,
     """Write feedback HTML for the graded students; return (pages written, {student: error})."""
     graded = read_records(course, assignment)
     names = students or sorted(s for s, r in graded.items() if (course.autograded / s / assignment).is_dir())
-    jobs = [FeedbackJob(str(course.root), assignment, s, **job_options) for s in names]
+    jobs = [Job(str(course.root), assignment, s, **job_options) for s in names]
     errors: dict[str, str] = {}
     with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
         for student, error in tqdm(pool.map(feedback_for, jobs), total=len(jobs), unit="student",

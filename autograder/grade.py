@@ -85,10 +85,6 @@ def read_records(course: Course, assignment: str) -> dict[str, Record]:
     return {p.stem: Record(**json.loads(p.read_text())) for p in sorted(folder.glob("*.json"))}
 
 
-def fingerprint(folder: Path) -> str:
-    return files.fingerprint(folder)
-
-
 def vet(folder: Path, dest: Path, notebooks: list[str], max_bytes: int) -> tuple[list[str], list[str]]:
     """Copy a submission for nbgrader without following links; return (problems, refused).
 
@@ -152,7 +148,7 @@ def grade_submission(job: Job) -> Record:
     quiet_gradebook()
     course = Course(job.root)
     folder = course.submitted / job.student / job.assignment
-    record = Record(job.assignment, job.student, "error", fingerprint=fingerprint(folder))
+    record = Record(job.assignment, job.student, "error", fingerprint=files.fingerprint(folder))
     log_path = records_dir(course, job.assignment) / f"{job.student}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     private = Path(tempfile.mkdtemp(prefix="autograder-job-"))  # sockets, staged files, the vetted copy
@@ -212,7 +208,7 @@ def pending(course: Course, assignment: str, names: list[str], force: bool) -> l
         return names
     done = read_records(course, assignment)
     return [s for s in names
-            if s not in done or done[s].fingerprint != fingerprint(course.submitted / s / assignment)]
+            if s not in done or done[s].fingerprint != files.fingerprint(course.submitted / s / assignment)]
 
 
 def grade(jobs: list[Job], executor: Executor | None = None, workers: int | None = None,
