@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-REQS   := requirements.txt requirements-base.txt requirements-jax.txt pyproject.toml
+REQS   := requirements.txt requirements-base.txt requirements-dev.txt requirements-jax.txt pyproject.toml
 
 .PHONY: course test book lint clean
 
@@ -26,7 +26,7 @@ lint: $(STAMP)
 $(STAMP): $(REQS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt -r requirements-jax.txt
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt -r requirements-jax.txt
 	$(PY) -m pip install --quiet --no-deps -e .  # the autograder and coursetools packages
 	touch $(STAMP)
 

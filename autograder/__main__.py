@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
-from autograder import collect, export, feedback, grade, release, sandbox
+from autograder import collect, export, feedback, grade, publish, release, sandbox
 from autograder.course import Course
 
 
@@ -30,9 +31,10 @@ def _ensure_in_gradebook(course: Course, assignment: str) -> None:
 
 def cmd_collect(course: Course, args) -> int:
     """Import an LMS download (folder or .zip) into grading/submitted/."""
-    if args.due:
+    scheduled = course.due_dates().get(args.assignment)  # [tool.course.due] in pyproject.toml
+    if args.due or scheduled:
         _ensure_in_gradebook(course, args.assignment)
-        due = collect.set_due_date(course, args.assignment, args.due)
+        due = collect.set_due_date(course, args.assignment, args.due or scheduled.isoformat())
     else:
         due = collect.due_date(course, args.assignment)
     if due is not None:
@@ -122,6 +124,25 @@ def cmd_report(course: Course, args) -> int:
     return 0
 
 
+def cmd_publish(course: Course, args) -> int:
+    """Write the student repository (a new commit in DEST) and search it for leaks first."""
+    now = datetime.fromisoformat(args.now) if args.now else None
+    if now is not None and now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    try:
+        result = publish.publish(course, Path(args.dest), now=now, message=args.message)
+    except (publish.LeakError, FileExistsError, RuntimeError) as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    released = ", ".join(result.released) or "none yet"
+    print(f"{result.repository}: {result.files} files; solutions released: {released}")
+    if result.commit:
+        print(f"new commit {result.commit[:10]}; to update students: git -C {result.repository} push")
+    else:
+        print("nothing changed since the last publication: no commit made")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__)
     parser.add_argument("--root", default=".", help="course folder holding nbgrader_config.py (default: .)")
@@ -171,6 +192,13 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("assignment")
         p.add_argument("--out", help="output folder (default: grading/exports in the course)")
         p.set_defaults(func=func)
+
+    p = sub.add_parser("publish", help=cmd_publish.__doc__)
+    p.add_argument("dest", help="the student repository: a git repository publish wrote before, or a new folder")
+    p.add_argument("--now", help="publish as of this time (ISO 8601, default: now; UTC without a zone): "
+                                 "solutions whose due date has passed by then are released")
+    p.add_argument("--message", help="commit message (default: the date and the solutions released)")
+    p.set_defaults(func=cmd_publish)
 
     args = parser.parse_args(argv)
     return args.func(Course(args.root), args)

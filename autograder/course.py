@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
@@ -87,6 +89,19 @@ class Course:
         if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
             url = f"sqlite:///{self.root / url.removeprefix('sqlite:///')}"
         return _with_busy_timeout(url)
+
+    def settings(self) -> dict:
+        """The course settings, ``[tool.course]`` of the course's ``pyproject.toml`` (may be empty)."""
+        path = self.root / "pyproject.toml"
+        if not path.exists():
+            return {}
+        with open(path, "rb") as f:
+            return tomllib.load(f).get("tool", {}).get("course", {})
+
+    def due_dates(self) -> dict[str, datetime]:
+        """Each assignment's due date (``[tool.course.due]``), in UTC."""
+        return {name: due.astimezone(UTC) if due.tzinfo else due.replace(tzinfo=UTC)
+                for name, due in self.settings().get("due", {}).items()}
 
     def assignments(self) -> list[str]:
         return sorted(p.name for p in self.source.iterdir() if p.is_dir() and not p.name.startswith("."))

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 import nbformat
+from nbgrader.preprocessors import ClearHiddenTests
 
 from autograder.course import Course, put_environment_first
 
@@ -61,6 +62,19 @@ def leaks(released: Path, source: Path) -> list[str]:
                    for line in cell.source.splitlines()}
         found += [f"{nb.name}: hidden line {line!r}" for line in sorted(secret & visible)]
     return found
+
+
+def released_solution(source: Path) -> nbformat.NotebookNode:
+    """The instructor's notebook as students may see it after the due date: solutions and
+    rubrics kept (their markers removed), hidden tests removed by nbgrader's ClearHiddenTests."""
+    nb = nbformat.read(source, as_version=4)
+    nb, _ = ClearHiddenTests().preprocess(nb, {})
+    for cell in nb.cells:
+        lines = cell.source.splitlines()
+        kept = [line for line in lines if line.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION")]
+        if kept != lines:
+            cell.source = "\n".join(kept).strip("\n")
+    return nb
 
 
 def generate(course: Course, assignment: str, out: Path) -> Path:

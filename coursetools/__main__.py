@@ -49,11 +49,15 @@ def cmd_build(args) -> int:
     return book.build(mode=args.mode)
 
 
-def cmd_release(args) -> int:
-    """Regenerate student versions in exercises/ from solutions/ (same as ``python -m autograder release``)."""
-    from autograder.__main__ import main as autograder_main
+def cmd_repository(args) -> int:
+    """Point every Colab badge and repository link at the repository set in pyproject.toml."""
+    from coursetools import repository
 
-    return autograder_main(["--root", str(ROOT), "release", *args.assignments])
+    changed = repository.rewrite(repository.student_facing_files())
+    for path in changed:
+        print(f"rewritten: {path.relative_to(ROOT)}")
+    print(f"{len(changed)} file(s) now point at {repository.url()} (branch {repository.branch()})")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,9 +86,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="no network: Keras data sets from the stand-in cache (machines without internet)")
     build.set_defaults(func=cmd_build)
 
-    rel = sub.add_parser("release", help=cmd_release.__doc__)
-    rel.add_argument("assignments", nargs="*", help="default: every assignment in solutions/")
-    rel.set_defaults(func=cmd_release)
+    repo = sub.add_parser("repository", help=cmd_repository.__doc__)
+    repo.set_defaults(func=cmd_repository)
 
     args = parser.parse_args(argv)
     if getattr(args, "modes", None) is None and args.func is cmd_run:

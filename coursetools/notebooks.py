@@ -38,7 +38,9 @@ def keras_notebooks() -> list[Path]:
 
 
 def relpath(path: Path) -> str:
-    return Path(path).resolve().relative_to(ROOT).as_posix()
+    """The path relative to the repository root (a path outside it stays absolute)."""
+    path = Path(path).resolve()
+    return path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else path.as_posix()
 
 
 def read(path: Path) -> nbformat.NotebookNode:

@@ -129,7 +129,7 @@ def test_committed_release_is_regenerated_identically(graded):
             same = nbformat.read(new, as_version=4) == nbformat.read(old, as_version=4)
         else:
             same = new.read_bytes() == old.read_bytes()
-        assert same, f"exercises/{graded['assignment']}/{rel} is stale: run `python -m coursetools release`"
+        assert same, f"exercises/{graded['assignment']}/{rel} is stale: run `python -m autograder release`"
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)

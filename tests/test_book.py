@@ -9,7 +9,7 @@ from pathlib import PurePosixPath
 import pytest
 import yaml
 
-from coursetools import ROOT, book, notebooks
+from coursetools import ROOT, book, notebooks, repository
 
 # Without the leading "###": in a markdown cell it would render as a heading and vanish.
 LEAK_MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
@@ -38,6 +38,7 @@ def test_book_pages_exist_with_figures_and_launch_buttons(built_book):
                 assert re.search(r'<img[^>]+src="[^"]*_images/', html), f"{page}: figures from executed cells missing"
             colab = f"colab.research.google.com/github/{settings['repository']}/blob/{settings['branch']}/{page}.ipynb"
             assert colab in html, f"{page}: no Colab launch button pointing at {colab}"
+        assert not repository.foreign_links(html), f"{page}: links to {repository.foreign_links(html)[:3]}"
 
 
 def test_book_never_executes_exercises():
@@ -56,4 +57,4 @@ def test_book_never_executes_exercises():
 
 def test_book_config_points_at_the_repository():
     config = yaml.safe_load((ROOT / "book" / "_config.yml").read_text())
-    assert config["repository"]["url"].endswith(notebooks.course_settings()["repository"])
+    assert config["repository"]["url"] == repository.url(), "run `python -m coursetools repository`"

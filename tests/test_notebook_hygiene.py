@@ -7,7 +7,7 @@ import re
 import nbformat
 import pytest
 
-from coursetools import notebooks
+from coursetools import notebooks, repository
 
 ALL = notebooks.lectures() + notebooks.solutions() + notebooks.exercises()
 IDS = [notebooks.relpath(p) for p in ALL]
@@ -91,3 +91,14 @@ def test_lecture_has_one_parameters_cell_and_valid_ci_overrides(path):
 @pytest.mark.parametrize("path", LECTURES, ids=[notebooks.relpath(p) for p in LECTURES])
 def test_lecture_file_name(path):
     assert re.fullmatch(r"\d\d_[a-z0-9_]+\.ipynb", path.name), path.name
+
+
+def test_links_name_only_the_course_repository():
+    """Colab, Binder and repository links in notebooks and book pages name the repository set in
+    pyproject.toml (``python -m coursetools repository`` rewrites them after it changes)."""
+    found = {notebooks.relpath(p): repository.foreign_links(p.read_text()) for p in repository.student_facing_files()}
+    assert not {p: links for p, links in found.items() if links}, found
+    course = repository.name()
+    assert not repository.foreign_links(f"https://colab.research.google.com/github/{course}/blob/main/x.ipynb")
+    other = f"https://colab.research.google.com/github/{course}-instructor/blob/main/x.ipynb"
+    assert repository.foreign_links(other) == [f"colab.research.google.com/github/{course}-instructor"]
