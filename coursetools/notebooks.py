@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
+import symtable
 import tomllib
 from pathlib import Path
 
@@ -91,14 +92,18 @@ def colab_url(path: Path) -> str:
 _MAGIC = re.compile(r"^\s*[%!]")
 
 
+def python_source(cell) -> str:
+    """A code cell's source without its IPython magic and shell lines (``%...``, ``!...``)."""
+    return "\n".join(line for line in cell.source.splitlines() if not _MAGIC.match(line))
+
+
 def imported_modules(nb) -> set[str]:
     """Top-level module names imported by the notebook's code cells (magics skipped)."""
     modules: set[str] = set()
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
-        source = "\n".join(line for line in cell.source.splitlines() if not _MAGIC.match(line))
-        for node in ast.walk(ast.parse(source)):
+        for node in ast.walk(ast.parse(python_source(cell))):
             if isinstance(node, ast.Import):
                 modules.update(alias.name.split(".")[0] for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
@@ -115,3 +120,36 @@ def repo_local_modules() -> set[str]:
         if top.is_dir() and not top.name.startswith(".") and top.name not in {"build", "_build"}:
             names |= {p.stem for p in top.rglob("*.py")}
     return names | {p.stem for p in ROOT.glob("*.py")} | {"."}
+
+
+def _scopes(table: symtable.SymbolTable):
+    """A symbol table and every table nested in it (functions, classes, lambdas, comprehensions)."""
+    yield table
+    for child in table.get_children():
+        yield from _scopes(child)
+
+
+def global_names(source: str) -> tuple[set[str], set[str]]:
+    """``(bound, loaded)``: the global names a piece of code (one cell) binds, and those it reads.
+
+    *Bound*: assigned, imported, defined (``def``/``class``), or a ``for``/``with``/
+    ``except ... as`` target or walrus at module level, or declared ``global`` and
+    assigned inside a function. *Loaded*: read at module level, or read inside a
+    function, class or comprehension where it resolves to the global namespace; a
+    function's parameters and locals, and the enclosing function's names it closes
+    over, are not global. Names a star import brings in are not seen. Found by
+    Python's own compiler (:mod:`symtable`), so scoping follows the language.
+    """
+    top = symtable.symtable(source, "<cell>", "exec")
+    bound: set[str] = set()
+    loaded: set[str] = set()
+    for table in _scopes(top):
+        module_level = table is top
+        for symbol in table.get_symbols():
+            is_global = module_level or symbol.is_global()
+            binds = symbol.is_assigned() or symbol.is_imported()
+            if binds and (module_level or symbol.is_declared_global()):
+                bound.add(symbol.get_name())
+            if symbol.is_referenced() and is_global:
+                loaded.add(symbol.get_name())
+    return bound, loaded
