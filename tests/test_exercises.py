@@ -183,11 +183,14 @@ def test_no_visible_test_passes_on_the_blank_notebook(path, tmp_path):
 
 # --- each check can fail ------------------------------------------------------------------
 
-ANSWER = '''def double(x):
+# The fixtures' region markers are assembled from nbgrader's delimiters, so that this file
+# (published to students) never holds a marker line itself.
+BEGIN_SOLUTION, END_SOLUTION, BEGIN_HIDDEN, END_HIDDEN = (f"### {d}" for d in DELIMITERS[:4])
+ANSWER = f'''def double(x):
     """Twice x."""
-    ### BEGIN SOLUTION
+    {BEGIN_SOLUTION}
     return 2 * x
-    ### END SOLUTION'''
+    {END_SOLUTION}'''
 VISIBLE_TEST = 'assert double(2) == 4, "double(2) should be 4"\nprint("visible tests passed")'
 
 
@@ -230,7 +233,7 @@ def test_a_clean_fixture_passes_every_check(tmp_path):
 
 def test_a_name_only_hidden_tests_define_is_caught(tmp_path):
     test = (
-        "### BEGIN HIDDEN TESTS\ndef _reference_double(x):\n    return x + x\n### END HIDDEN TESTS\n"
+        f"{BEGIN_HIDDEN}\ndef _reference_double(x):\n    return x + x\n{END_HIDDEN}\n"
         "assert double(3) == _reference_double(3)"
     )
     nb = notebooks.read(released(tmp_path, test))
@@ -239,11 +242,11 @@ def test_a_name_only_hidden_tests_define_is_caught(tmp_path):
 
 
 def test_a_test_cell_passing_on_the_blank_version_is_caught(tmp_path):
-    all_hidden = "### BEGIN HIDDEN TESTS\nassert double(2) == 4\n### END HIDDEN TESTS"
+    all_hidden = f"{BEGIN_HIDDEN}\nassert double(2) == 4\n{END_HIDDEN}"
     assert passing_test_cells(released(tmp_path, all_hidden)) == ["test_double"]
 
 
 def test_a_left_over_solution_marker_is_caught(tmp_path):
     problems = student_version_problems(notebooks.read(released(tmp_path, VISIBLE_TEST, clear_solutions=False)))
-    assert "cell 0: marker line '### BEGIN SOLUTION'" in problems
+    assert f"cell 0: marker line {BEGIN_SOLUTION!r}" in problems
     assert "cell 0 (double): answer cell without nbgrader's stub 'YOUR CODE HERE'" in problems
