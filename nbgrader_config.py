@@ -21,8 +21,9 @@ c.CourseDirectory.db_url = "sqlite:///grading/gradebook.db"
 
 # Late submissions. nbgrader's AssignLatePenalties (part of autograding) compares each
 # submission's timestamp.txt, which `python -m autograder collect` writes, with the
-# assignment's due date in the gradebook (`collect ASSIGNMENT DOWNLOAD --due "..."`, or
-# `nbgrader db assignment add ASSIGNMENT --duedate="..."`). No due date, no penalty.
+# assignment's due date in the gradebook (collect records [tool.course.due] of pyproject.toml
+# or its --due there; or `nbgrader db assignment add ASSIGNMENT --duedate="..."`). No due
+# date, no penalty.
 # "zero": a late notebook scores 0 (nbgrader's only built-in penalty; "none" records
 # how late it was without a penalty; a gentler rule is a LateSubmissionPlugin subclass
 # set as c.AssignLatePenalties.plugin_class).

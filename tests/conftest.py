@@ -37,6 +37,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if records:
         terminalreporter.section("notebook execution times (wall clock, seconds)")
         terminalreporter.write_line(execute.timing_table(records))
+    for summary in sorted((execute.run_dir() / "summaries").glob("*.txt")):  # written by tests, e.g. publish
+        terminalreporter.section(summary.stem)
+        terminalreporter.write_line(summary.read_text().rstrip())
     graded = sorted((execute.run_dir() / "grading").glob("*.json"))
     if graded:
         terminalreporter.section("nbgrader integrity: autograded points per submission")

@@ -448,8 +448,11 @@ def _cli(course: Path, *args: str) -> subprocess.CompletedProcess:
     return result
 
 
-def test_late_submission_loses_points_through_the_cli(tmp_path):
+@pytest.mark.parametrize("due_from", ["--due", "pyproject.toml"])
+def test_late_submission_loses_points_through_the_cli(tmp_path, due_from):
     course = _graded_course(tmp_path)
+    if due_from == "pyproject.toml":  # the course's schedule, as in this repository's [tool.course.due]
+        (course / "pyproject.toml").write_text("[tool.course.due]\nlate = 2024-01-10T12:00:00Z\n")
     _cli(course, "release", "late")
     answer = nbformat.read(course / "exercises" / "late" / "late.ipynb", as_version=4)
     answer.cells[0].source = "def f():\n    return 1"
@@ -460,7 +463,8 @@ def test_late_submission_loses_points_through_the_cli(tmp_path):
         nbformat.write(answer, download / student / "late.ipynb")
         set_mtime(download / student / "late.ipynb", when)
 
-    collect = _cli(course, "collect", "late", str(download), "--due", "2024-01-10 12:00:00 UTC")
+    due = ["--due", "2024-01-10 12:00:00 UTC"] if due_from == "--due" else []
+    collect = _cli(course, "collect", "late", str(download), *due)
     assert "  tardy: submitted 0:30:00 after the due date (2024-01-10 12:00:00 UTC)" in collect.stdout
     assert "early:" not in collect.stdout
     _cli(course, "grade", "late", "--timeout", "60")

@@ -131,6 +131,12 @@ def test_student_repository_passes_its_own_tests(publication):
     result = run(command, clone, env=env, timeout=3600)
     log = result.stdout + result.stderr
     (publication.parent / "student-tests.log").write_text(log)
+    summaries = execute.run_dir() / "summaries"
+    summaries.mkdir(exist_ok=True)
+    timing = [line for line in log.splitlines() if line.startswith("total ")]
+    (summaries / "student repository: its own make test.txt").write_text(
+        f"{log.strip().splitlines()[-1]}\nnotebook execution {timing[-1] if timing else '(no table)'}\n"
+        f"log: {publication.parent / 'student-tests.log'}\n")
     assert result.returncode == 0, f"the student repository's `make test` failed:\n{log[-8000:]}"
     assert " passed" in log.splitlines()[-1] and "skipped" not in log.splitlines()[-1], log.splitlines()[-1]
 
