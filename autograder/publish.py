@@ -138,21 +138,22 @@ def publish(course: Course, repository: Path, now: datetime | None = None, messa
     repository = Path(repository).resolve()
     released = released_assignments(course, now)
     _open(repository, course.settings()["branch"])
+    revision = git(course.root, "rev-parse", "--short", "HEAD").strip()
+    dirty = " (with uncommitted changes)" if git(course.root, "status", "--porcelain").strip() else ""
+    message = message or (
+        f"Course update {now:%Y-%m-%d}\n\n"
+        + (f"Solutions released: {', '.join(released)}.\n" if released else "No solutions released yet.\n")
+        + f"Published from instructor revision {revision}{dirty}.\n")
     with tempfile.TemporaryDirectory(prefix="publish-") as tmp:
         tree = Path(tmp)
         copied = stage(course, tree, released)
         secrets = leaks.collect(course.root, copied, released)
         found = leaks.scan_tree(tree, secrets) + leaks.scan_history(repository, secrets)
+        found += leaks.find("the commit message", message.encode(), secrets)
         found += [f"{where}: links to {link}" for where, link in foreign_links(tree, course.settings()["repository"])]
         if found:
             raise LeakError(f"not published: {len(found)} problem(s):\n  " + "\n  ".join(found[:50]))
         files = sum(1 for p in tree.rglob("*") if p.is_file())
-        revision = git(course.root, "rev-parse", "--short", "HEAD").strip()
-        dirty = " (with uncommitted changes)" if git(course.root, "status", "--porcelain").strip() else ""
-        message = message or (
-            f"Course update {now:%Y-%m-%d}\n\n"
-            + (f"Solutions released: {', '.join(released)}.\n" if released else "No solutions released yet.\n")
-            + f"Published from instructor revision {revision}{dirty}.\n")
         commit = _commit(repository, tree, message)
     return Publication(repository, commit, files, released)
 
