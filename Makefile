@@ -2,7 +2,8 @@
 #   make course   set up .venv, execute the lectures and build the book
 #   make test     set up .venv and run the whole test suite (what .ci/run runs)
 
-PYTHON ?= python3
+# The interpreter that builds .venv: python3, or /usr/bin/python3 when root's is private (.ci/python)
+PYTHON ?= $(shell bash .ci/python)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
@@ -11,9 +12,10 @@ REQS   := requirements.txt requirements-base.txt requirements-dev.txt requiremen
 .PHONY: course test book lint clean
 
 course: $(STAMP)
-	$(PY) -m coursetools build $(if $(OFFLINE),--offline)
+	$(PY) -m coursetools build $(if $(OFFLINE),--offline) $(if $(MODE),--mode $(MODE))
 
 test: $(STAMP)
+	bash .ci/system-packages
 	$(PY) -m pytest -n auto
 
 book: course

@@ -41,12 +41,10 @@ def cmd_checked_outputs(args) -> int:
 
 
 def cmd_build(args) -> int:
-    """Execute the lectures and build the book (see coursetools.book)."""
-    from coursetools import book
+    """Execute the lectures and build the book (``make course``; see coursetools.course_build)."""
+    from coursetools import course_build
 
-    if args.offline:
-        offline.activate()
-    return book.build(mode=args.mode)
+    return course_build.build(mode=args.mode, force_standins=args.offline)
 
 
 def cmd_repository(args) -> int:
@@ -83,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--mode", choices=["ci", "student"], default="student",
                        help="parameters to execute with (default: student, the full course)")
     build.add_argument("--offline", action="store_true",
-                       help="no network: Keras data sets from the stand-in cache (machines without internet)")
+                       help="use the stand-in Keras data sets even when the real ones could be downloaded")
     build.set_defaults(func=cmd_build)
 
     repo = sub.add_parser("repository", help=cmd_repository.__doc__)

@@ -1,15 +1,14 @@
 """Build the Jupyter Book (1.x) of the course.
 
 The book's source root is the repository root (``book/_config.yml`` and
-``book/_toc.yml`` say so), so page paths are repository paths and the launch
-buttons open the files students get. Two ways to build:
+``book/_toc.yml`` say so), so page paths are repository paths and the launch buttons
+open the files students get. Jupyter Book never executes anything: coursetools runs
+the lectures and the book is built from the executed copies, in two ways:
 
-* :func:`build` with ``mode="student"`` is the README's build: Jupyter Book executes
-  the lectures with their student parameters and caches the results, so a rebuild
-  with nothing changed takes seconds.
-* :func:`build_from_executed` is the test suite's build: it stages the notebooks the
-  suite has already executed (CI parameters) and builds with execution switched off,
-  so no notebook is executed twice in one run.
+* :func:`coursetools.course.build` is ``make course``: student parameters, the real Keras
+  data sets when they can be had, a cache of successful executions only;
+* :func:`build_from_executed` is the test suite's: the copies the suite already executed
+  (CI parameters, stand-in data), so no notebook runs twice in one test run.
 """
 
 from __future__ import annotations
@@ -19,9 +18,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import yaml
 
-from coursetools import ROOT, execute, notebooks
+from coursetools import ROOT, datasource, execute, notebooks
 
 BOOK = ROOT / "book"
 OUTPUT = ROOT / "build" / "book"
@@ -64,51 +64,46 @@ def bundle_mathjax(book_dir: Path = BOOK) -> Path:
     return target
 
 
-def _jupyter_book(source: Path, config: Path, output: Path) -> subprocess.CompletedProcess:
+def jupyter_book(source: Path, output: Path) -> subprocess.CompletedProcess:
+    """``jupyter-book build`` of a staged source folder, execution off (coursetools executes)."""
     bundle_mathjax(Path(source) / "book")
-    source, config, output = Path(source).resolve(), Path(config).resolve(), Path(output).resolve()
+    source, output = Path(source).resolve(), Path(output).resolve()
     command = [
         str(Path(sys.executable).with_name("jupyter-book")), "build", str(source),
-        "--config", str(config), "--toc", str(source / "book" / "_toc.yml"),
+        "--config", str(source / "book" / "_config.yml"), "--toc", str(source / "book" / "_toc.yml"),
         "--path-output", str(output), "-W", "--keep-going",
     ]
     return subprocess.run(command, capture_output=True, text=True)
 
 
-def build(mode: str = "student") -> int:
-    """Build the book and print the log: executed by Jupyter Book (cached) with student
-    parameters, or with ``mode="ci"`` from CI-parameter executions (quick)."""
-    if mode == "ci":
-        output = ROOT / "build" / "book-ci"
-        result = build_from_executed(output)
-    else:
-        output = OUTPUT
-        result = _jupyter_book(ROOT, BOOK / "_config.yml", output)
-    print(result.stdout[-4000:], result.stderr[-4000:], sep="\n")
-    html = output / "_build" / "html" / "index.html"
-    print(f"book: {html}" if result.returncode == 0 else "book build FAILED")
-    return result.returncode
-
-
-def build_from_executed(output: Path) -> subprocess.CompletedProcess:
-    """Stage CI-executed lectures and the exercises, build with execution off."""
-    staging = execute.run_dir() / "book-src"
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(BOOK, staging / "book")
+def stage(executed: dict[Path, Path], folder: Path, standins: bool) -> Path:
+    """The book's source folder: ``book/``, every page of the table of contents (a lecture as
+    executed: ``executed`` maps source to executed copy), and on a lecture that loaded a Keras
+    data set from stand-in files (``standins``), a note saying so under its title."""
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(BOOK, folder / "book")
     for page in toc_files():
         if page.startswith("book/"):
             continue
         src = source_path(page)
-        target = staging / notebooks.relpath(src)
+        target = folder / notebooks.relpath(src)
         target.parent.mkdir(parents=True, exist_ok=True)
-        if src.suffix == ".ipynb" and src.parent.name == "lectures":
-            record = execute.execute_once(src, mode="ci")
-            if not record.ok:
-                raise RuntimeError(f"cannot build the book: {record.notebook} failed: {record.error}")
-            shutil.copy(record.output, target)
-        else:
+        if src.suffix != ".ipynb":
             shutil.copy(src, target)
-    config = yaml.safe_load((BOOK / "_config.yml").read_text())
-    config["execute"]["execute_notebooks"] = "off"
-    (staging / "book" / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-    return _jupyter_book(staging, staging / "book" / "_config.yml", output)
+            continue
+        nb = notebooks.read(executed.get(src, src))
+        if standins and datasource.uses_keras_data(nb):
+            nb.cells.insert(1, nbformat.v4.new_markdown_cell(datasource.STANDIN_NOTE, id="standin-note"))
+        nbformat.write(nb, target)
+    return folder
+
+
+def build_from_executed(output: Path) -> subprocess.CompletedProcess:
+    """The test suite's book: the lectures this run executed (CI parameters, stand-in data)."""
+    executed = {}
+    for src in notebooks.lectures():
+        record = execute.execute_once(src, mode="ci")
+        if not record.ok:
+            raise RuntimeError(f"cannot build the book: {record.notebook} failed: {record.error}")
+        executed[src] = Path(record.output)
+    return jupyter_book(stage(executed, execute.run_dir() / "book-src", standins=True), output)

@@ -84,8 +84,9 @@ def kernel_manager_for(backend: str) -> type[IPCKernelManager]:
 
 
 def execute(path: Path, output: Path, mode: str = "ci", backend: str = "tensorflow",
-            kernel_name: str = "python3") -> Execution:
-    """Run ``path`` top to bottom with papermill (in its own folder) and record the result."""
+            kernel_name: str = "python3", progress: dict | None = None) -> Execution:
+    """Run ``path`` top to bottom with papermill (in its own folder) and record the result;
+    ``progress``: tqdm options for papermill's cell progress bar (default: none)."""
     path, output = Path(path).resolve(), Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     parameters = parameters_for(path, mode)
@@ -100,12 +101,13 @@ def execute(path: Path, output: Path, mode: str = "ci", backend: str = "tensorfl
             kernel_name=kernel_name,
             execution_timeout=CELL_TIMEOUT,
             kernel_manager_class=kernel_manager_for(backend),
-            progress_bar=False,
+            progress_bar=progress or False,
             log_output=False,
         )
         record.ok = True
     except papermill.PapermillExecutionError as exc:
-        record.error = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
+        first_line = next((line for line in exc.source.splitlines() if line.strip()), "")
+        record.error = f"cell In [{exc.exec_count}] ({first_line.strip()[:70]}): {exc.ename}: {exc.evalue}"
     except Exception as exc:  # kernel death, timeout, invalid notebook: report, don't hide
         record.error = f"{type(exc).__name__}: {exc}"
     record.seconds = round(time.perf_counter() - start, 2)
