@@ -5,8 +5,8 @@
   every page whose outputs came from stand-ins carries a note saying so.
 * Each lecture is executed by papermill with its student parameters, one line per
   lecture (status, seconds, data), a cell counter while it runs on a terminal. Only a
-  successful execution is cached (keyed by the notebook's bytes, the parameters' mode
-  and the data source): a failure is executed again by the next build, and fails again
+  successful execution is cached (keyed by the notebook's bytes, the parameters, the data
+  source, Python and the requirements files): a failure is executed again by the next build, and fails again
   until it is fixed.
 * A failed lecture stops the build with a short message (notebook, cell, exception, what
   to do next) and the book is not built. Full logs go to ``build/book/logs/``, outside the
@@ -22,15 +22,18 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from coursetools import book, datasource, execute, notebooks, offline
+from coursetools import ROOT, book, datasource, execute, notebooks, offline
 
 OUTPUT = book.OUTPUT
 LOGS = OUTPUT / "logs"
 
 
 def cache_key(path: Path, mode: str, source: datasource.DataSource) -> str:
+    """What an execution's outputs depend on: the notebook, parameters, data, Python and pins."""
     digest = hashlib.sha256(Path(path).read_bytes())
-    digest.update(f"{mode}|{source.name}".encode())
+    digest.update(f"{mode}|{source.name}|{sys.version}".encode())
+    for requirements in sorted(ROOT.glob("requirements*.txt")):
+        digest.update(requirements.read_bytes())
     return digest.hexdigest()
 
 
