@@ -73,10 +73,10 @@ def build(mode: str = "student", force_standins: bool = False) -> int:
     """Execute every lecture and build the book; 0 only when every page is right."""
     source = datasource.choose(force_standins)
     if source.real:
-        print(f"data: the real Keras data sets ({source.why})")
+        print(f"data: the real Keras data sets, {source.why}")
     else:
-        print(f"data: STAND-INS for the Keras data sets ({source.why}); lectures that load one are built on "
-              "handwritten digits instead of Fashion-MNIST, and their pages say so")
+        print(f"data: STAND-INS for the Keras data sets, because {source.why}: lectures that load one are "
+              "built on handwritten digits in Fashion-MNIST's place, and their pages say so")
         offline.activate()
     LOGS.mkdir(parents=True, exist_ok=True)
     executed, failed = {}, []
@@ -85,7 +85,8 @@ def build(mode: str = "student", force_standins: bool = False) -> int:
         uses_data = datasource.uses_keras_data(notebooks.read(path))
         data = f"{source.name} data" if uses_data else ""
         status = "cached" if cached else ("ok" if record.ok else "FAILED")
-        print(f"  {record.notebook:<56} {status:<7} {record.seconds:7.1f} s  {data}", flush=True)
+        seconds = f"({record.seconds:.0f} s)" if cached else f"{record.seconds:.1f} s"
+        print(f"  {record.notebook:<56} {status:<7} {seconds:>9}  {data}", flush=True)
         if record.ok:
             executed[path] = Path(record.output)
         else:

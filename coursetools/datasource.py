@@ -48,12 +48,12 @@ def reachable(host: str = HOST, timeout: float = 3.0) -> bool:
 
 def choose(force_standins: bool = False) -> DataSource:
     if force_standins:
-        return DataSource(False, "OFFLINE=1")
+        return DataSource(False, "OFFLINE=1 was given")
     if real_data_cached():
         return DataSource(True, f"already in the Keras cache ({keras_cache()})")
     if reachable():
-        return DataSource(True, f"Keras downloads it from {HOST} when a lecture first asks")
-    return DataSource(False, f"no internet access ({HOST} cannot be reached)")
+        return DataSource(True, f"downloaded by Keras from {HOST} when a lecture first asks")
+    return DataSource(False, f"there is no internet access ({HOST} cannot be reached)")
 
 
 def uses_keras_data(nb) -> bool:
