@@ -69,5 +69,5 @@ This page was built on a machine without internet access, so
 output below that comes from the data (images, accuracies, losses, confusion counts,
 training curves) therefore differs from the real data set's, and images labelled as
 clothing show digits. The text describes the real data: run the notebook yourself (the
-Colab badge below) to see its figures.
+Colab badge above) to see its figures.
 :::"""
