@@ -77,6 +77,12 @@ class Course:
             submission = gb.find_submission(assignment, student)
             return {grade.name: grade.auto_score for nb in submission.notebooks for grade in nb.grades}
 
+    def max_scores(self, assignment: str, student: str) -> dict[str, float]:
+        """Maximum score of every graded cell of a student's submission, by grade id."""
+        with Gradebook(f"sqlite:///{self.root / 'grading' / 'gradebook.db'}") as gb:
+            submission = gb.find_submission(assignment, student)
+            return {grade.name: grade.max_score for nb in submission.notebooks for grade in nb.grades}
+
 
 def autograded_tests(nb) -> dict[str, float]:
     """Points of each autograded test cell (graded, not a solution) of a source notebook."""

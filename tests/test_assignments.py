@@ -6,7 +6,9 @@ For each assignment, in a scratch nbgrader course (nothing lands in the reposito
   ``exercises/`` exactly, and that version contains no solution or hidden-test text;
 * ``nbgrader autograde`` gives the solution full marks on every autograded cell, the
   blank student version zero on every autograded cell, and each known-wrong answer
-  (``tests/wrong_variants/<assignment>.yaml``) loses exactly its function's points.
+  (``tests/wrong_variants/<assignment>.yaml``) loses exactly its function's points;
+* every weekly exercise has a written answer graded by hand, with a rubric in its source,
+  that the gradebook keeps for formgrader (its points, no automatic score).
 
 Scores are printed per submission so a failing run shows the whole picture.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -27,6 +30,7 @@ from autograder.release import leaks
 from coursetools import ROOT, assignments, execute
 
 ASSIGNMENTS = assignments.names()
+WEEKLY = [name for name in ASSIGNMENTS if re.fullmatch(r"ex\d\d_\w+", name)]
 WRONG = ROOT / "tests" / "wrong_variants"
 
 
@@ -55,6 +59,19 @@ def autograded_answer_ids(nb) -> set[str]:
         if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")
         and not c.metadata["nbgrader"].get("grade")
     }
+
+
+def written_answers(nb) -> dict[str, float]:
+    """Written answers graded by hand (markdown answer cells with points whose solution region
+    holds a rubric): grade id -> points."""
+    written = {}
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type == "markdown" and meta.get("grade") and meta.get("solution") and meta.get("points", 0) > 0:
+            region = cell.source.partition("### BEGIN SOLUTION")[2].partition("### END SOLUTION")[0]
+            if "Rubric" in region:
+                written[meta["grade_id"]] = float(meta["points"])
+    return written
 
 
 def without_markers(source: str) -> str:
@@ -97,6 +114,7 @@ def grade(assignment: str, folder: Path) -> dict:
         "release": str(release),
         "tests": tests,
         "scores": {student: course.scores(assignment, student) for student in submissions},
+        "max_scores": course.max_scores(assignment, "solution"),
         "review": [line for line in log.splitlines() if REVIEW in line],
     }
 
@@ -172,3 +190,16 @@ def test_each_wrong_answer_loses_exactly_its_points(graded):
         expected = {t: (0.0 if t in variant["loses"] else p) for t, p in graded["tests"].items()}
         got = {t: scores.get(t) for t in graded["tests"]}
         assert got == expected, f"wrong {key}: expected {expected}, got {got}"
+
+
+@pytest.mark.parametrize("graded", WEEKLY, indirect=True)
+def test_weekly_exercise_has_a_written_answer_graded_by_hand(graded):
+    """At least one written question with a rubric in the source, and after autograding the
+    gradebook lists its answer with its points and no automatic score: it waits for formgrader."""
+    written = {k: v for nb in graded["sources"].values() for k, v in written_answers(nb).items()}
+    assert written, f"{graded['assignment']} has no written answer graded by hand with a rubric"
+    scores, max_scores = graded["scores"]["solution"], graded["max_scores"]
+    for grade_id, points in written.items():
+        assert grade_id in scores, f"the gradebook does not list the written answer {grade_id}"
+        assert max_scores[grade_id] == points, f"{grade_id}: max_score {max_scores[grade_id]}, expected {points}"
+        assert scores[grade_id] is None, f"{grade_id} was scored automatically ({scores[grade_id]}), not by hand"
