@@ -9,8 +9,9 @@
   source, Python and the requirements files): a failure is executed again by the next build, and fails again
   until it is fixed.
 * A failed lecture stops the build with a short message (notebook, cell, exception, what
-  to do next) and the book is not built. Full logs go to ``build/book/logs/``, outside the
-  book's HTML folder.
+  to do next) and the book is not built. Logs (Jupyter Book's, and what kernels print
+  outside cells, such as TensorFlow's start-up lines) go to ``build/book/logs/``, outside
+  the book's HTML folder.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from pathlib import Path
 from coursetools import ROOT, book, datasource, execute, notebooks, offline
 
 OUTPUT = book.OUTPUT
-LOGS = OUTPUT / "logs"
 
 
 def cache_key(path: Path, mode: str, source: datasource.DataSource) -> str:
@@ -51,7 +51,9 @@ def execute_cached(path: Path, mode: str, source: datasource.DataSource) -> tupl
     progress = {"desc": f"  {notebooks.relpath(path)}", "leave": False, "file": sys.stdout,
                 "bar_format": "{desc}  running: cell {n_fmt}/{total_fmt}, {elapsed}",
                 "disable": not sys.stdout.isatty()}
-    record = execute.execute(path, output, mode, progress=progress)
+    logs = OUTPUT / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    record = execute.execute(path, output, mode, progress=progress, kernel_log=logs / "kernels.log")
     if record.ok:
         record_file.write_text(json.dumps({**asdict(record), "key": key}, indent=1))
     return record, False
@@ -78,7 +80,6 @@ def build(mode: str = "student", force_standins: bool = False) -> int:
         print(f"data: STAND-INS for the Keras data sets, because {source.why}: lectures that load one are "
               "built on handwritten digits in Fashion-MNIST's place, and their pages say so")
         offline.activate()
-    LOGS.mkdir(parents=True, exist_ok=True)
     executed, failed = {}, []
     for path in notebooks.lectures():
         record, cached = execute_cached(path, mode, source)
@@ -98,7 +99,7 @@ def build(mode: str = "student", force_standins: bool = False) -> int:
         return 1
     staged = book.stage(executed, OUTPUT / "src", standins=not source.real)
     result = book.jupyter_book(staged, OUTPUT)
-    log = LOGS / "jupyter-book.log"
+    log = OUTPUT / "logs" / "jupyter-book.log"
     log.write_text(result.stdout + result.stderr)
     shutil.rmtree(OUTPUT / "_build" / "html" / "reports", ignore_errors=True)  # never published
     if result.returncode != 0:

@@ -46,15 +46,21 @@ class IPCKernelManager(AsyncKernelManager):
         return os.path.join(self._socket_dir, "ipc")
 
     extra_env: dict = {}  # set per execution by ``kernel_manager_for`` (the Keras backend)
+    output_log: str | None = None  # where the kernel's own stdout/stderr go (default: inherited)
 
     async def _async_pre_start_kernel(self, **kw):
         kw["env"] = {**os.environ, **kw.get("env", {}), **self.extra_env}
+        if self.output_log:  # TensorFlow's C++ start-up lines go to the log, not the terminal
+            self._log_file = open(self.output_log, "ab")  # closed with the kernel
+            kw["stdout"] = kw["stderr"] = self._log_file
         return await super()._async_pre_start_kernel(**kw)
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         await super()._async_cleanup_resources(restart)
         if not restart and getattr(self, "_socket_dir", None):
             shutil.rmtree(self._socket_dir, ignore_errors=True)
+        if not restart and getattr(self, "_log_file", None):
+            self._log_file.close()
 
 
 @dataclass
@@ -78,15 +84,18 @@ def parameters_for(path: Path, mode: str) -> dict:
     raise ValueError(f"unknown mode {mode!r}: use 'ci' or 'student'")
 
 
-def kernel_manager_for(backend: str) -> type[IPCKernelManager]:
-    """A kernel manager class whose kernels run Keras on ``backend``."""
-    return type(f"IPCKernelManager_{backend}", (IPCKernelManager,), {"extra_env": {"KERAS_BACKEND": backend}})
+def kernel_manager_for(backend: str, output_log: Path | None = None) -> type[IPCKernelManager]:
+    """A kernel manager class whose kernels run Keras on ``backend`` (and write to ``output_log``)."""
+    attributes = {"extra_env": {"KERAS_BACKEND": backend}, "output_log": str(output_log) if output_log else None}
+    return type(f"IPCKernelManager_{backend}", (IPCKernelManager,), attributes)
 
 
 def execute(path: Path, output: Path, mode: str = "ci", backend: str = "tensorflow",
-            kernel_name: str = "python3", progress: dict | None = None) -> Execution:
+            kernel_name: str = "python3", progress: dict | None = None,
+            kernel_log: Path | None = None) -> Execution:
     """Run ``path`` top to bottom with papermill (in its own folder) and record the result;
-    ``progress``: tqdm options for papermill's cell progress bar (default: none)."""
+    ``progress``: tqdm options for papermill's cell progress bar (default: none);
+    ``kernel_log``: a file for what the kernel process itself prints (default: inherited)."""
     path, output = Path(path).resolve(), Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     parameters = parameters_for(path, mode)
@@ -100,7 +109,7 @@ def execute(path: Path, output: Path, mode: str = "ci", backend: str = "tensorfl
             cwd=str(path.parent),
             kernel_name=kernel_name,
             execution_timeout=CELL_TIMEOUT,
-            kernel_manager_class=kernel_manager_for(backend),
+            kernel_manager_class=kernel_manager_for(backend, kernel_log),
             progress_bar=progress or False,
             log_output=False,
         )

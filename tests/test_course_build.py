@@ -60,6 +60,8 @@ def test_make_course_offline_from_a_clean_clone():
     data_line = next(line for line in out.splitlines() if line.startswith("data:"))
     assert data_line.startswith("data: STAND-INS") and "no internet access" in data_line, out[:500]
     assert out.index(data_line) < out.index("  lectures/"), "the data source is said first"
+    noise = [word for word in ("oneDNN", "absl", "cuda") if word in first.stdout + first.stderr]
+    assert not noise, f"kernel start-up lines reach the terminal: {noise}"
     lectures = [notebooks.relpath(p) for p in notebooks.lectures()]
     assert lecture_lines(out) == dict.fromkeys(lectures, "ok"), out
     html = clone / "build" / "book" / "_build" / "html"
@@ -107,6 +109,7 @@ def test_a_failed_execution_is_never_cached(tmp_path, monkeypatch):
     first, cached_first = course_build.execute_cached(FIXTURES / "passes.ipynb", "ci", source)
     again, cached_again = course_build.execute_cached(FIXTURES / "passes.ipynb", "ci", source)
     assert first.ok and not cached_first and cached_again and again == first
+    assert (tmp_path / "logs" / "kernels.log").exists(), "the kernels' own output has no log"
 
 
 def test_the_data_source(tmp_path, monkeypatch):
