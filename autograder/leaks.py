@@ -7,6 +7,7 @@ The secrets come from this (instructor) repository:
   is released, that the student version does not show anyway;
 * the code of the known-wrong variants (``tests/wrong_variants``);
 * nbgrader's region markers, and an import of the ``autograder`` package;
+* launch and repository links naming a repository other than the public one;
 * any file of this repository that is not published, found by its bytes under any name.
 
 Import lines are no secret, and neither are the lines listed in ``solutions/public_lines.txt``:
@@ -30,6 +31,7 @@ from pathlib import Path
 import yaml
 
 from autograder.release import released_solution, secret_lines
+from coursetools.repository import foreign_links
 
 MARKERS = tuple(f"### {edge} {region}" for region in ("SOLUTION", "HIDDEN TESTS") for edge in ("BEGIN", "END"))
 PUBLIC_LINES = Path("solutions") / "public_lines.txt"
@@ -43,6 +45,7 @@ MIN_FILE_BYTES = 64  # tiny files (an empty __init__.py) are the same everywhere
 class Secrets:
     lines: dict[str, str] = field(default_factory=dict)  # stripped line -> what it is
     files: dict[str, str] = field(default_factory=dict)  # sha256 -> instructor-only path
+    repository: str | None = None  # the public repository: launch links naming another are findings
 
 
 def public_lines(root: Path) -> set[str]:
@@ -73,11 +76,13 @@ def _wrong_variant_lines(root: Path) -> Iterator[tuple[str, str]]:
                     yield line, f"wrong variant {path.stem}:{key}"
 
 
-def collect(root: Path, published: Iterable[str], released: Iterable[str] = (), exempt: bool = True) -> Secrets:
+def collect(root: Path, published: Iterable[str], released: Iterable[str] = (), exempt: bool = True,
+            repository: str | None = None) -> Secrets:
     """The secrets of the course at ``root``; ``published`` are the repository paths that are
     copied to students (every other tracked file is instructor-only), ``released`` the
-    assignments whose solutions are released; ``exempt=False`` ignores public_lines.txt."""
-    secrets, allowed = Secrets(), public_lines(root) if exempt else set()
+    assignments whose solutions are released; ``exempt=False`` ignores public_lines.txt;
+    with ``repository``, Colab, Binder and GitHub links naming another repository count too."""
+    secrets, allowed = Secrets(repository=repository), public_lines(root) if exempt else set()
     for assignment in released:  # a released solution shows its lines to everyone
         for source in sorted((Path(root) / "solutions" / assignment).glob("*.ipynb")):
             allowed |= {line.strip() for cell in released_solution(source).cells for line in cell.source.splitlines()}
@@ -154,6 +159,8 @@ def find(name: str, data: bytes, secrets: Secrets) -> list[str]:
             found.append(f"{where}: imports the autograder (grading tools are instructor-only)")
         for line in {line.strip() for line in text.splitlines()} & secrets.lines.keys():
             found.append(f"{where}: {secrets.lines[line]}: {line!r}")
+        if secrets.repository:
+            found += [f"{where}: links to {link}" for link in foreign_links(text, secrets.repository)]
     return list(dict.fromkeys(found))
 
 

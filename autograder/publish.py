@@ -147,24 +147,12 @@ def publish(course: Course, repository: Path, now: datetime | None = None, messa
     with tempfile.TemporaryDirectory(prefix="publish-") as tmp:
         tree = Path(tmp)
         copied = stage(course, tree, released)
-        secrets = leaks.collect(course.root, copied, released)
+        secrets = leaks.collect(course.root, copied, released, repository=course.settings()["repository"])
         found = leaks.scan_tree(tree, secrets) + leaks.scan_history(repository, secrets)
         found += leaks.find("the commit message", message.encode(), secrets)
-        found += [f"{where}: links to {link}" for where, link in foreign_links(tree, course.settings()["repository"])]
         if found:
             raise LeakError(f"not published: {len(found)} problem(s):\n  " + "\n  ".join(found[:50]))
         files = sum(1 for p in tree.rglob("*") if p.is_file())
         commit = _commit(repository, tree, message)
     return Publication(repository, commit, files, released)
 
-
-def foreign_links(tree: Path, course_repository: str) -> list[tuple[str, str]]:
-    """Launch and repository links in the published text that name another repository."""
-    from coursetools import repository
-
-    found = []
-    for path in sorted(tree.rglob("*")):
-        if path.is_file() and ".git" not in path.relative_to(tree).parts:
-            for where, text in leaks.texts(path.relative_to(tree).as_posix(), path.read_bytes()):
-                found += [(where, link) for link in repository.foreign_links(text, course_repository)]
-    return found
