@@ -8,13 +8,16 @@ For each assignment, in a scratch nbgrader course (nothing lands in the reposito
   blank student version zero on every autograded cell, and each known-wrong answer
   (``tests/wrong_variants/<assignment>.yaml``) loses exactly its function's points;
 * every weekly exercise has a written answer graded by hand, with a rubric in its source,
-  that the gradebook keeps for formgrader (its points, no automatic score).
+  that the gradebook keeps for formgrader (its points, no automatic score);
+* no answer cell asks for a function or class a lecture already defines (transfer, not
+  transcription: the lecture's own function may be given to students, never graded).
 
 Scores are printed per submission so a failing run shows the whole picture.
 """
 
 from __future__ import annotations
 
+import ast
 import copy
 import json
 import re
@@ -27,7 +30,7 @@ from filelock import FileLock
 
 from autograder.execute import REVIEW
 from autograder.release import leaks
-from coursetools import ROOT, assignments, execute
+from coursetools import ROOT, assignments, execute, notebooks
 
 ASSIGNMENTS = assignments.names()
 WEEKLY = [name for name in ASSIGNMENTS if re.fullmatch(r"ex\d\d_\w+", name)]
@@ -203,3 +206,35 @@ def test_weekly_exercise_has_a_written_answer_graded_by_hand(graded):
         assert grade_id in scores, f"the gradebook does not list the written answer {grade_id}"
         assert max_scores[grade_id] == points, f"{grade_id}: max_score {max_scores[grade_id]}, expected {points}"
         assert scores[grade_id] is None, f"{grade_id} was scored automatically ({scores[grade_id]}), not by hand"
+
+
+def defined_names(source: str) -> set[str]:
+    """Functions and classes a cell defines (at any depth)."""
+    tree = ast.parse(without_markers(source))
+    return {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+
+
+def lecture_definitions() -> dict[str, list[str]]:
+    """Every function or class name a lecture defines -> the lectures that define it."""
+    found: dict[str, list[str]] = {}
+    for path in notebooks.lectures():
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type == "code":
+                for name in defined_names(cell.source):
+                    found.setdefault(name, []).append(path.stem)
+    return found
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_no_answer_repeats_a_lecture_function(assignment):
+    """A student's answer cell never asks for a function or class of the same name as one a lecture
+    defines: graded work is transfer, and a lecture's function is at most given code or a warm-up."""
+    lectures = lecture_definitions()
+    repeats = []
+    for path in assignments.source_notebooks(assignment):
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("solution"):
+                grade_id = cell.metadata["nbgrader"]["grade_id"]
+                repeats += [f"{path.name} {grade_id}: {name} (lecture {', '.join(sorted(set(lectures[name])))})"
+                            for name in sorted(defined_names(cell.source) & lectures.keys())]
+    assert not repeats, "answer cells that repeat a lecture's function:\n" + "\n".join(repeats)
