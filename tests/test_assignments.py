@@ -10,7 +10,11 @@ For each assignment, in a scratch nbgrader course (nothing lands in the reposito
 * every weekly exercise has a written answer graded by hand, with a rubric in its source,
   that the gradebook keeps for formgrader (its points, no automatic score);
 * no answer cell asks for a function or class a lecture already defines (transfer, not
-  transcription: the lecture's own function may be given to students, never graded).
+  transcription: the lecture's own function may be given to students, never graded);
+* a behaviour task (``tests/behaviour/<assignment>.yaml``: a test cell that trains the
+  student's model and checks an outcome band) passes for the solution on nearly every seed
+  and for its known-wrong variants on almost none: the pass rates are measured by re-running
+  the test cell with ``seed = 0, 1, 2, ...`` and printed at the end of the run.
 
 Scores are printed per submission so a failing run shows the whole picture.
 """
@@ -30,11 +34,15 @@ from filelock import FileLock
 
 from autograder.execute import REVIEW
 from autograder.release import leaks
-from coursetools import ROOT, assignments, execute, notebooks
+from coursetools import ROOT, assignments, execute
+from coursetools.notebooks import lectures
 
 ASSIGNMENTS = assignments.names()
 WEEKLY = [name for name in ASSIGNMENTS if re.fullmatch(r"ex\d\d_\w+", name)]
 WRONG = ROOT / "tests" / "wrong_variants"
+BEHAVIOUR = ROOT / "tests" / "behaviour"
+BEHAVIOURAL = sorted(p.stem for p in BEHAVIOUR.glob("*.yaml"))
+SEED_LINE = r"^seed = 0$"  # the line of a behaviour test cell that the pass-rate runs replace
 
 
 def wrong_variants(assignment: str) -> dict:
@@ -217,7 +225,7 @@ def defined_names(source: str) -> set[str]:
 def lecture_definitions() -> dict[str, list[str]]:
     """Every function or class name a lecture defines -> the lectures that define it."""
     found: dict[str, list[str]] = {}
-    for path in notebooks.lectures():
+    for path in lectures():
         for cell in nbformat.read(path, as_version=4).cells:
             if cell.cell_type == "code":
                 for name in defined_names(cell.source):
@@ -229,12 +237,85 @@ def lecture_definitions() -> dict[str, list[str]]:
 def test_no_answer_repeats_a_lecture_function(assignment):
     """A student's answer cell never asks for a function or class of the same name as one a lecture
     defines: graded work is transfer, and a lecture's function is at most given code or a warm-up."""
-    lectures = lecture_definitions()
+    defined = lecture_definitions()
     repeats = []
     for path in assignments.source_notebooks(assignment):
         for cell in nbformat.read(path, as_version=4).cells:
             if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("solution"):
                 grade_id = cell.metadata["nbgrader"]["grade_id"]
-                repeats += [f"{path.name} {grade_id}: {name} (lecture {', '.join(sorted(set(lectures[name])))})"
-                            for name in sorted(defined_names(cell.source) & lectures.keys())]
+                repeats += [
+                    f"{path.name} {grade_id}: {name} (lecture {', '.join(sorted(set(defined[name])))})"
+                    for name in sorted(defined_names(cell.source) & defined.keys())
+                ]
     assert not repeats, "answer cells that repeat a lecture's function:\n" + "\n".join(repeats)
+
+
+def seed_loop(test_source: str, seeds: int) -> str:
+    """A cell that runs a test cell's code once per seed, each time in a copy of the notebook's
+    namespace, and prints one outcome per seed (an error other than a failed assertion is a fail too)."""
+    return f"""import json, re, time
+_outcomes, _seconds = [], []
+for _seed in range({seeds}):
+    _code = re.sub({SEED_LINE!r}, f"seed = {{_seed}}", {test_source!r}, flags=re.M)
+    _start = time.perf_counter()
+    try:
+        exec(_code, dict(globals()))
+        _outcomes.append("pass")
+    except Exception as _error:
+        _outcomes.append(f"{{type(_error).__name__}}: {{str(_error)[:120]}}")
+    _seconds.append(time.perf_counter() - _start)
+print(json.dumps({{"outcomes": _outcomes, "seconds": _seconds}}))"""
+
+
+def pass_rate(source_nb, answers: dict[str, str], test_id: str, seeds: int, folder: Path) -> dict:
+    """Run a notebook's code cells before ``test_id`` with ``answers`` (test cells skipped), then
+    the test cell once per seed; return its outcomes and seconds per run."""
+    cells = []
+    for cell in source_nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type != "code":
+            continue
+        if meta.get("grade_id") == test_id:
+            assert re.search(SEED_LINE, cell.source, re.M), f"{test_id} has no line `seed = 0`"
+            cells.append(nbformat.v4.new_code_cell(seed_loop(without_markers(cell.source), seeds)))
+            break
+        if not (meta.get("grade") and not meta.get("solution")):
+            cells.append(nbformat.v4.new_code_cell(without_markers(answers.get(meta.get("grade_id"), cell.source))))
+    else:
+        raise AssertionError(f"no test cell {test_id}")
+    folder.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata=source_nb.metadata), folder / "runs.ipynb")
+    record = execute.execute(folder / "runs.ipynb", folder / "executed.ipynb", mode="student")
+    assert record.ok, f"the pass-rate runs did not complete: {record.error}"
+    last = nbformat.read(folder / "executed.ipynb", as_version=4).cells[-1]
+    return json.loads("".join(o.get("text", "") for o in last.outputs if o.get("name") == "stdout"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("assignment", BEHAVIOURAL)
+def test_behaviour_task_pass_rates(assignment, tmp_path):
+    """The model solution of a behaviour task passes its test on at least ``min_solution_pass_rate``
+    of the seeds, and each known-wrong variant of a cell the test grades on at most ``max_wrong_pass_rate``."""
+    spec = yaml.safe_load((BEHAVIOUR / f"{assignment}.yaml").read_text())
+    test_id = spec["test"]
+    sources = [nbformat.read(p, as_version=4) for p in assignments.source_notebooks(assignment)]
+    source = next(nb for nb in sources if test_id in assignments.autograded_tests(nb))
+    answers = {k: without_markers(v) for k, v in answer_cells(source).items()}
+    runs = {"solution": pass_rate(source, answers, test_id, spec["seeds"], tmp_path / "solution")}
+    for key, variant in wrong_variants(assignment).items():
+        if test_id in variant["loses"]:
+            wrong = {**answers, answer_cell(key, variant): variant["code"]}
+            runs[f"wrong-{key}"] = pass_rate(source, wrong, test_id, spec["wrong_seeds"], tmp_path / key)
+    assert len(runs) > 1, f"no known-wrong variant loses {test_id}"
+    rates = {name: run["outcomes"].count("pass") / len(run["outcomes"]) for name, run in runs.items()}
+    lines = [f"{test_id}: pass rate over seeds, mean seconds per run (one test cell, training included)"]
+    for name, run in runs.items():
+        passed, n = run["outcomes"].count("pass"), len(run["outcomes"])
+        lines.append(f"  {name:<34} {passed:>3}/{n:<3} {rates[name]:>6.0%}   {sum(run['seconds']) / n:6.1f} s")
+    summaries = execute.run_dir() / "summaries"
+    summaries.mkdir(exist_ok=True)
+    (summaries / f"behaviour task pass rates: {assignment}.txt").write_text("\n".join(lines) + "\n")
+    failures = {o for o in runs["solution"]["outcomes"] if o != "pass"}
+    assert rates["solution"] >= spec["min_solution_pass_rate"], "\n".join([*lines, *sorted(failures)])
+    too_lenient = {n: r for n, r in rates.items() if n != "solution" and r > spec["max_wrong_pass_rate"]}
+    assert not too_lenient, "\n".join(lines)
