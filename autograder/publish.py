@@ -39,8 +39,7 @@ PUBLISHED = (
     "tests/conftest.py", "tests/test_notebook_execution.py", "tests/test_output_regression.py",
     "tests/test_notebook_hygiene.py", "tests/test_exercises.py", "tests/test_book.py", "tests/test_book_browser.py",
     "tests/test_lint.py", "tests/fixtures/*.ipynb",
-    "requirements.txt", "requirements-base.txt", "requirements-dev.txt", "requirements-jax.txt",
-    "requirements-gpu.txt", ".pre-commit-config.yaml",
+    "requirements*.txt", ".pre-commit-config.yaml",
 )
 # Files the student repository has in its own version: student/<path> becomes <path>, with
 # {{repository}} and {{branch}} replaced by the course settings.
