@@ -1,5 +1,8 @@
 """The pre-commit tools agree with the committed files: ruff is clean on Python
-files and notebooks, and nbstripout would change no notebook."""
+files and notebooks, nbstripout would change no notebook, and the GitHub workflows pass
+actionlint (syntax, expressions, runner labels: .github/actionlint.yaml declares the GPU
+runner's) and zizmor's offline audit (actions pinned to commits, least privilege, no
+persisted credentials)."""
 
 from __future__ import annotations
 
@@ -22,3 +25,21 @@ def test_nbstripout_would_change_nothing():
     command = [str(BIN / "nbstripout"), "--keep-id", "--verify", *paths]  # the pre-commit hook's options
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, f"nbstripout would strip these notebooks:\n{result.stdout}{result.stderr}"
+
+
+def workflows() -> list[str]:
+    """This repository's workflows and, in the instructor repository, the student repository's."""
+    return [str(p.relative_to(ROOT)) for folder in (".github", "student/.github")
+            for p in sorted((ROOT / folder / "workflows").glob("*.yml"))]
+
+
+def test_workflows_pass_actionlint():
+    assert workflows(), "no workflows found"
+    result = subprocess.run([str(BIN / "actionlint"), *workflows()], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_workflows_pass_zizmor():
+    result = subprocess.run([str(BIN / "zizmor"), "--offline", "--no-progress", *workflows()], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
