@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -23,7 +22,8 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from coursetools import ROOT
+from coursetools import ROOT, requirements
+from coursetools.requirements import canonical
 
 WHEELHOUSE = Path(sys.prefix) / "wheelhouse"
 PACKAGE_FILES = ("pyproject.toml", "README.md", "requirements-base.txt", "requirements-tensorflow.txt",
@@ -88,25 +88,10 @@ def test_installed_autograder_grades_ps1(installed, tmp_path):
     assert scores == MEASURED
 
 
-def requirement_lines(path: Path) -> list[Requirement]:
-    found = []
-    for line in path.read_text().splitlines():
-        line = line.split("#")[0].strip()
-        if line.startswith("-r "):
-            found += requirement_lines(path.parent / line.removeprefix("-r ").strip())
-        elif line:
-            found.append(Requirement(line))
-    return found
-
-
-def canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def test_package_pins_are_the_requirements_pins():
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     pinned = {canonical(r.name): str(r.specifier)
-              for path in ROOT.glob("requirements*.txt") for r in requirement_lines(path)}
+              for path in ROOT.glob("requirements*.txt") for r in requirements.read(path)}
     differ = [f"{r.name}: pyproject {r.specifier}, requirements {pinned[canonical(r.name)]}"
               for r in map(Requirement, declared)
               if canonical(r.name) in pinned and str(r.specifier) != pinned[canonical(r.name)]]

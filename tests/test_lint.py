@@ -2,7 +2,7 @@
 files and notebooks, nbstripout would change no notebook, and the GitHub workflows pass
 actionlint (syntax, expressions, runner labels: .github/actionlint.yaml declares the GPU
 runner's) and zizmor's offline audit (actions pinned to commits, least privilege, no
-persisted credentials)."""
+persisted credentials). The lock file pins a version within every requirement's range."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from coursetools import ROOT, notebooks
+from coursetools import ROOT, notebooks, requirements
 
 BIN = Path(sys.executable).parent
 
@@ -43,3 +43,13 @@ def test_workflows_pass_zizmor():
     result = subprocess.run([str(BIN / "zizmor"), "--offline", "--no-progress", *workflows()], cwd=ROOT,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_lock_file_satisfies_the_requirements():
+    """pylock.toml (what CI installs) holds every requirement of the files it locks, at a version in
+    its range: a requirement changed without `make lock` fails here."""
+    pinned = requirements.locked()
+    wanted = requirements.applicable([r for name in requirements.LOCKED_FROM for r in requirements.read(ROOT / name)])
+    wrong = [f"{r}: locked {pinned.get(requirements.canonical(r.name), 'nothing')}" for r in wanted
+             if not r.specifier.contains(pinned.get(requirements.canonical(r.name), "0!0"), prereleases=True)]
+    assert not wrong, "run `make lock`:\n" + "\n".join(wrong)
