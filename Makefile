@@ -13,3 +13,23 @@ EXTRA_INSTALL  = $(PY) -m pip install --quiet --no-deps -e . \
                  && $(PY) -m pip wheel --quiet --wheel-dir $(VENV)/wheelhouse ".[book]"
 
 include student/Makefile
+
+# make test-colab: the notebooks and the integrity suite once more, in .venv-colab, with Colab's
+# Python and Colab's versions of the notebooks' packages (colab-constraints.txt; refresh
+# with `python -m coursetools colab-constraints`). The JAX-backend runs are skipped there.
+COLAB_PYTHON ?= $(shell bash .ci/python-colab)
+COLAB_VENV   := .venv-colab
+COLAB_PY     := $(COLAB_VENV)/bin/python
+COLAB_TESTS  := tests/test_notebook_execution.py tests/test_output_regression.py tests/test_assignments.py
+
+.PHONY: test-colab
+test-colab: $(COLAB_VENV)/.installed
+	bash .ci/system-packages
+	COURSE_RUN_DIR=$(CURDIR)/build/run-colab $(COLAB_PY) -m pytest -n auto $(COLAB_TESTS)
+
+$(COLAB_VENV)/.installed: $(REQS) colab-constraints.txt
+	test -x $(COLAB_PY) || $(COLAB_PYTHON) -m venv $(COLAB_VENV)
+	$(COLAB_PY) -m pip install --quiet --upgrade pip
+	$(COLAB_PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt -c colab-constraints.txt
+	$(COLAB_PY) -m pip install --quiet --no-deps -e .
+	touch $@

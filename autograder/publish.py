@@ -34,13 +34,14 @@ PUBLISHED = (
     "book/_config.yml", "book/_toc.yml", "book/*.md", "book/_ext/*.py", "book/_static/*.svg",
     "binder/*",
     "coursetools/__init__.py", "coursetools/__main__.py", "coursetools/book.py", "coursetools/checked_outputs.py",
+    "coursetools/colab.py",
     "coursetools/course_build.py", "coursetools/datasource.py", "coursetools/execute.py", "coursetools/notebooks.py",
     "coursetools/offline.py", "coursetools/repository.py", "coursetools/requirements.py",
     "coursetools/standin_data.py",
     "tests/conftest.py", "tests/test_notebook_execution.py", "tests/test_output_regression.py",
     "tests/test_notebook_hygiene.py", "tests/test_exercises.py", "tests/test_book.py", "tests/test_book_browser.py",
     "tests/test_lint.py", "tests/fixtures/*.ipynb",
-    "requirements*.txt", "pylock.toml", ".pre-commit-config.yaml",
+    "requirements*.txt", "pylock.toml", "colab-constraints.txt", ".pre-commit-config.yaml",
 )
 # Files the student repository has in its own version: student/<path> becomes <path>, with
 # {{repository}} and {{branch}} replaced by the course settings.

@@ -58,6 +58,15 @@ def cmd_repository(args) -> int:
     return 0
 
 
+def cmd_colab_constraints(args) -> int:
+    """Rewrite colab-constraints.txt from Colab's published package list (downloads it unless given)."""
+    from coursetools import colab
+
+    pins = colab.refresh(args.freeze, args.os_info, args.source)
+    print(f"{colab.CONSTRAINTS.name}: {len(pins)} package(s) at Colab's versions")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m coursetools", description=__doc__)
     sub = parser.add_subparsers(required=True)
@@ -86,6 +95,12 @@ def main(argv: list[str] | None = None) -> int:
 
     repo = sub.add_parser("repository", help=cmd_repository.__doc__)
     repo.set_defaults(func=cmd_repository)
+
+    colab_cmd = sub.add_parser("colab-constraints", help=cmd_colab_constraints.__doc__)
+    colab_cmd.add_argument("--freeze", metavar="FILE", help="Colab's pip-freeze.txt (default: download it)")
+    colab_cmd.add_argument("--os-info", metavar="FILE", help="Colab's os-info.txt (default: download it)")
+    colab_cmd.add_argument("--source", help="where the lists came from, for the file's header")
+    colab_cmd.set_defaults(func=cmd_colab_constraints)
 
     args = parser.parse_args(argv)
     if getattr(args, "modes", None) is None and args.func is cmd_run:
