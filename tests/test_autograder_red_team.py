@@ -1,6 +1,6 @@
 """Red team: grade honest and hostile submissions through the autograder's CLI.
 
-One scratch course holds ex01_intro_ml (11 points: split 3, k-fold 3, mse 2, ridge 3).
+One scratch course holds ex01_intro_ml (13 points: split 3, k-fold 3, Laplace NLL 3, CV ridge 4).
 Each submission below is the student version with the answers filled in, then bent
 in one hostile way; the test asserts the exact score, status and "needs review"
 finding the grader gives it, and that the attack left no trace outside the
@@ -37,23 +37,30 @@ from autograder.release import secret_lines
 from coursetools import ROOT
 
 ASSIGNMENT = "ex01_intro_ml"
-CORRECT_MSE = '''def mse(y_true, y_pred):
+CORRECT_LAPLACE = '''def laplace_nll(y_true, y_pred, b=None):
     y_true = np.asarray(y_true, dtype=float)
     y_pred = np.asarray(y_pred, dtype=float)
     if y_true.shape != y_pred.shape:
         raise ValueError("shapes differ")
-    return float(np.mean((y_true - y_pred) ** 2))
+    r = np.abs(y_true - y_pred)
+    if b is None:
+        b = r.mean()
+        if b == 0:
+            raise ValueError("all residuals are zero")
+    elif b <= 0:
+        raise ValueError("b must be positive")
+    return float(r.size * np.log(2 * b) + r.sum() / b)
 '''
-WRONG_MSE = '''def mse(y_true, y_pred):
+WRONG_LAPLACE = '''def laplace_nll(y_true, y_pred, b=None):
     if np.shape(y_true) != np.shape(y_pred):
         raise ValueError("shapes differ")
     return 0.0
 '''
-# Cheats that succeed only if the sandbox lets them through: then mse turns wrong (score 9, not 11).
-IF_IT_WORKS_MSE_BREAKS = """
+# Cheats that succeed only if the sandbox lets them through: then laplace_nll turns wrong (score 10, not 13).
+IF_IT_WORKS_LAPLACE_BREAKS = """
 try:
     {attempt}
-    def mse(y_true, y_pred):
+    def laplace_nll(y_true, y_pred, b=None):
         return 0.0
 except Exception:
     pass
@@ -77,10 +84,10 @@ import glob
 _found = [p for pattern in ("/tmp/**/*.ipynb", "/submission/**/*.ipynb", "{root}/**/*.ipynb")
           for p in glob.glob(pattern, recursive=True) if "BEGIN HIDDEN" in open(p, errors="ignore").read()]
 if _found:
-    def mse(y_true, y_pred):
+    def laplace_nll(y_true, y_pred, b=None):
         return 0.0
 """
-# Leaks: the code of every cell the kernel runs, and the source of whatever calls mse
+# Leaks: the code of every cell the kernel runs, and the source of whatever calls laplace_nll
 # (a hidden test), base64-encoded so that no redaction by text could catch it.
 LEAK_EVERY_CELL = """
 import base64
@@ -88,7 +95,7 @@ def _leak(info):
     print("LEAK:" + base64.b64encode(info.raw_cell.encode()).decode())
 get_ipython().events.register("pre_run_cell", _leak)
 """
-LEAK_CALLER = CORRECT_MSE.replace('    y_true = np.asarray', """    import base64, linecache, sys
+LEAK_CALLER = CORRECT_LAPLACE.replace('    y_true = np.asarray', """    import base64, linecache, sys
     _caller = sys._getframe(1).f_code.co_filename
     print("LEAK:" + base64.b64encode("".join(linecache.getlines(_caller)).encode()).decode())
     y_true = np.asarray""")
@@ -114,86 +121,90 @@ def _again(info):
         get_ipython().ast_transformers.append(_Swallow())
 get_ipython().events.register("pre_run_cell", _again)
 """
-FILL_DISK = IF_IT_WORKS_MSE_BREAKS.format(attempt="""for _i in range(10):
+FILL_DISK = IF_IT_WORKS_LAPLACE_BREAKS.format(attempt="""for _i in range(10):
         with open(f"big{_i}.bin", "wb") as _f:
             _f.write(b"x" * 90 * 2**20)""")
 
 # name: (how the submission differs, expected score, expected status, expected "needs review" text or None)
 CASES = {
-    "honest": ({}, 11, "graded", None),
+    "honest": ({}, 13, "graded", None),
     "blank": ({"blank": True}, 0, "graded", None),
-    "partly_wrong": ({"mse": WRONG_MSE}, 9, "graded", None),
+    "partly_wrong": ({"laplace_nll": WRONG_LAPLACE}, 10, "graded", None),
     # coercion in the tests (float(...)) turns the object into a plain number
-    "eq_always_true": ({"mse": "class Always(float):\n    def __eq__(self, other):\n        return True\n\n\n"
-                               "def mse(y_true, y_pred):\n    if np.shape(y_true) != np.shape(y_pred):\n"
-                               "        raise ValueError\n    return Always(0.0)\n"}, 9, "graded", None),
+    "eq_always_true": ({"laplace_nll": "class Always(float):\n    def __eq__(self, other):\n        return True\n\n\n"
+                                       "def laplace_nll(y_true, y_pred, b=None):\n"
+                                       "    if np.shape(y_true) != np.shape(y_pred):\n"
+                                       "        raise ValueError\n    return Always(0.0)\n"}, 10, "graded", None),
     # the guard re-executes numpy.testing before each test cell
-    "monkeypatch_testing": ({"mse": WRONG_MSE + "\nnp.testing.assert_allclose = lambda *a, **k: None\n"
+    "monkeypatch_testing": ({"laplace_nll": WRONG_LAPLACE + "\nnp.testing.assert_allclose = lambda *a, **k: None\n"
                                     "import numpy.testing._private.utils as u\n"
                                     "u.assert_allclose = lambda *a, **k: None\n"},
-                            9, "graded", "uses testing functions replaced"),
+                            10, "graded", "uses testing functions replaced"),
     # nbgrader's Execute records the kernel's error reply; the guard puts the method back
-    "suppressed_traceback": ({"mse": WRONG_MSE + "\nget_ipython().showtraceback = lambda *a, **k: None\n"},
-                             9, "graded", "shell method showtraceback replaced"),
+    "suppressed_traceback": ({"laplace_nll": WRONG_LAPLACE + "\nget_ipython().showtraceback = lambda *a, **k: None\n"},
+                             10, "graded", "shell method showtraceback replaced"),
     # nbgrader restores deleted (OverwriteCells.add_missing_cells), edited and duplicated test cells
-    "deleted_test_cell": ({"delete": "test_mse"}, 11, "graded", None),
-    "edited_test_cell": ({"mse": WRONG_MSE, "edit": ("test_mse", "print('all good')", 100)}, 9, "graded", None),
-    "duplicated_ids": ({"duplicate": "test_mse"}, 11, "graded", None),
+    "deleted_test_cell": ({"delete": "test_laplace_nll"}, 13, "graded", None),
+    "edited_test_cell": ({"laplace_nll": WRONG_LAPLACE, "edit": ("test_laplace_nll", "print('all good')", 100)},
+                         10, "graded", None),
+    "duplicated_ids": ({"duplicate": "test_laplace_nll"}, 13, "graded", None),
     # per-cell timeout, then the interrupt (by message: a signal would reach bwrap): the kernel
-    # lives on and mse, defined before the loop, passes its tests
-    "infinite_loop": ({"mse_extra": "while True:\n    pass\n"}, 11, "graded", None),
-    # a dead kernel costs the cells not yet run (ridge is the last part)
-    "os_exit": ({"ridge_loss": "import os\n\nos._exit(1)\n"}, 8, "kernel stopped", None),
+    # lives on and laplace_nll, defined before the loop, passes its tests
+    "infinite_loop": ({"laplace_nll_extra": "while True:\n    pass\n"}, 13, "graded", None),
+    # a dead kernel costs the cells not yet run (the CV ridge errors are the last part)
+    "os_exit": ({"cv_ridge_errors": "import os\n\nos._exit(1)\n"}, 9, "kernel stopped", None),
     # address-space limit: MemoryError, the kernel lives on
-    "memory_bomb": ({"kfold_indices": "hog = bytearray(64 * 2**30)\n"}, 8, "graded", None),
+    "memory_bomb": ({"kfold_indices": "hog = bytearray(64 * 2**30)\n"}, 10, "graded", None),
     # process limit of the sandbox user; the wedged kernel is stopped after the timeout
-    "fork_bomb": ({"ridge_loss": "import os\n\nwhile True:\n    os.fork()\n"}, 8, "kernel stopped", None),
+    "fork_bomb": ({"cv_ridge_errors": "import os\n\nwhile True:\n    os.fork()\n"}, 9, "kernel stopped", None),
     # stderr output of correct code does not zero a test cell
-    "warning": ({"mse": "import warnings\n\n\ndef mse(y_true, y_pred):\n"
+    "warning": ({"laplace_nll": "import warnings\n\n\ndef laplace_nll(y_true, y_pred, b=None):\n"
                         "    warnings.warn('this is only a warning', UserWarning, stacklevel=1)\n"
-                        + "\n".join(CORRECT_MSE.splitlines()[1:]) + "\n"}, 11, "graded", None),
+                        + "\n".join(CORRECT_LAPLACE.splitlines()[1:]) + "\n"}, 13, "graded", None),
     # the sandbox hides solutions/, the gradebook, the rest of the disk; no network
-    "read_solutions": ({"mse_extra": IF_IT_WORKS_MSE_BREAKS.format(
-        attempt="open('{root}/solutions/ex01_intro_ml/ex01_intro_ml.ipynb').read()")}, 11, "graded", None),
-    "read_gradebook": ({"mse_extra": IF_IT_WORKS_MSE_BREAKS.format(
-        attempt="open('{root}/grading/gradebook.db', 'rb').read()")}, 11, "graded", None),
-    "read_secret": ({"mse_extra": IF_IT_WORKS_MSE_BREAKS.format(attempt="open('{secret}').read()")},
-                    11, "graded", None),
-    "write_outside": ({"mse_extra": IF_IT_WORKS_MSE_BREAKS.format(
-        attempt="open('{root}/pwned.txt', 'w').write('x')")}, 11, "graded", None),
-    "network": ({"mse_extra": IF_IT_WORKS_MSE_BREAKS.format(
-        attempt="__import__('socket').create_connection(('1.1.1.1', 53), timeout=3)")}, 11, "graded", None),
+    "read_solutions": ({"laplace_nll_extra": IF_IT_WORKS_LAPLACE_BREAKS.format(
+        attempt="open('{root}/solutions/ex01_intro_ml/ex01_intro_ml.ipynb').read()")}, 13, "graded", None),
+    "read_gradebook": ({"laplace_nll_extra": IF_IT_WORKS_LAPLACE_BREAKS.format(
+        attempt="open('{root}/grading/gradebook.db', 'rb').read()")}, 13, "graded", None),
+    "read_secret": ({"laplace_nll_extra": IF_IT_WORKS_LAPLACE_BREAKS.format(attempt="open('{secret}').read()")},
+                    13, "graded", None),
+    "write_outside": ({"laplace_nll_extra": IF_IT_WORKS_LAPLACE_BREAKS.format(
+        attempt="open('{root}/pwned.txt', 'w').write('x')")}, 13, "graded", None),
+    "network": ({"laplace_nll_extra": IF_IT_WORKS_LAPLACE_BREAKS.format(
+        attempt="__import__('socket').create_connection(('1.1.1.1', 53), timeout=3)")}, 13, "graded", None),
     # the kernel works in a copy in its own /tmp: the grader never writes or reads through its links
-    "plant_links": ({"mse_extra": PLANT_LINKS}, 11, "graded", None),
+    "plant_links": ({"laplace_nll_extra": PLANT_LINKS}, 13, "graded", None),
     # the kernel never sees a notebook: the grader's copy (with the hidden tests) stays outside
-    "read_hidden_tests": ({"mse_extra": READ_HIDDEN}, 11, "graded", None),
+    "read_hidden_tests": ({"laplace_nll_extra": READ_HIDDEN}, 13, "graded", None),
     # /tmp (work folder included) is a size-limited tmpfs: the disk fills at 512 MB
-    "fill_disk": ({"mse_extra": FILL_DISK}, 11, "graded", None),
+    "fill_disk": ({"laplace_nll_extra": FILL_DISK}, 13, "graded", None),
     # feedback comes from a run without hidden tests (see test_feedback_shows_no_hidden_test)
-    "leak_every_cell": ({"mse_extra": LEAK_EVERY_CELL}, 11, "graded", "event callbacks (pre_run_cell) registered"),
-    "leak_caller": ({"mse": LEAK_CALLER}, 11, "graded", "uses frames or the interpreter's caches"),
+    "leak_every_cell": ({"laplace_nll_extra": LEAK_EVERY_CELL}, 13, "graded",
+                        "event callbacks (pre_run_cell) registered"),
+    "leak_caller": ({"laplace_nll": LEAK_CALLER}, 13, "graded", "uses frames or the interpreter's caches"),
     # the guard undoes tampering before each test cell, and flags it
     "swallow_ast": ({"blank": True, "train_val_test_split": SWALLOW_AST}, 0, "graded", "AST transformers added"),
     "swallow_input": ({"blank": True, "train_val_test_split": SWALLOW_INPUT}, 0, "graded", "input transformers added"),
     "swallow_every_time": ({"blank": True, "train_val_test_split": SWALLOW_EVERY_TIME}, 0, "graded",
                            "event callbacks (pre_run_cell) registered"),
-    "trace_hook": ({"mse_extra": "import sys\nsys.settrace(lambda *a: None)\n"}, 11, "graded",
+    "trace_hook": ({"laplace_nll_extra": "import sys\nsys.settrace(lambda *a: None)\n"}, 13, "graded",
                    "trace hook (sys.settrace)"),
-    "builtin_replaced": ({"mse_extra": "import builtins\nbuiltins.round = lambda *a: 0\n"}, 11, "graded",
+    "builtin_replaced": ({"laplace_nll_extra": "import builtins\nbuiltins.round = lambda *a: 0\n"}, 13, "graded",
                          "builtin round replaced"),
     # TensorFlow's start-up lines (C++ logging, CUDA probes) never reach the feedback page
-    "tensorflow_noise": ({"mse_extra": "import tensorflow as tf\n\nprint(float(tf.reduce_sum(tf.ones(3))))\n"},
-                         11, "graded", None),
+    "tensorflow_noise": ({"laplace_nll_extra": "import tensorflow as tf\n\nprint(float(tf.reduce_sum(tf.ones(3))))\n"},
+                         13, "graded", None),
     # IPython turns SystemExit in a cell into an error output; the kernel goes on
-    "sys_exit": ({"mse_extra": "import sys\n\nsys.exit()\n"}, 11, "graded", None),
+    "sys_exit": ({"laplace_nll_extra": "import sys\n\nsys.exit()\n"}, 13, "graded", None),
     # output is capped as it arrives
-    "huge_print": ({"mse_extra": "print('x' * 100_000_000)\n"}, 11, "graded", None),
+    "huge_print": ({"laplace_nll_extra": "print('x' * 100_000_000)\n"}, 13, "graded", None),
     "invalid_json": ({"raw": "{ this is not json"}, 0, "error", None),
 }
 # Exact reasons for the cases that lose a part to a stopped cell (the part and the cause).
 REASONS = {
-    "infinite_loop": "mse timed out after 15 s (interrupted)",
-    "os_exit": "the kernel stopped in ridge_loss: the kernel exited (status 1); not run: test_ridge_loss (3 points)",
+    "infinite_loop": "laplace_nll timed out after 15 s (interrupted)",
+    "os_exit": ("the kernel stopped in cv_ridge_errors: the kernel exited (status 1); "
+                "not run: test_cv_ridge_errors (4 points)"),
     "invalid_json": "ex01_intro_ml.ipynb cannot be read: NotJSONError",
 }
 MODES = ["root", "user"] if os.geteuid() == 0 else ["user"]
@@ -211,8 +222,8 @@ def _submission(release: nbformat.NotebookNode, source: nbformat.NotebookNode, h
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
         if grade_id in answers and (grade_id in how or not how.get("blank")):
             cell.source = how.get(grade_id, answers[grade_id])
-            if grade_id == "mse" and "mse_extra" in how:
-                cell.source = answers["mse"] + "\n" + how["mse_extra"]
+            if grade_id == "laplace_nll" and "laplace_nll_extra" in how:
+                cell.source = answers["laplace_nll"] + "\n" + how["laplace_nll_extra"]
             cell.source = cell.source.replace("{root}", names["root"]).replace("{secret}", names["secret"])
         if grade_id == how.get("delete"):
             continue
@@ -398,7 +409,7 @@ def test_submitted_links_are_refused(graded):
     _own(folder.parent, mode)
     _cli(course, mode, "grade", ASSIGNMENT, "linker", "--timeout", "15")
     record = json.loads((course / "grading" / "autograder" / ASSIGNMENT / "linker.json").read_text())
-    assert record["score"] == 11 and record["status"] == "graded", record
+    assert record["score"] == 13 and record["status"] == "graded", record
     for item in ("notes.txt: symbolic link refused", "data: symbolic link refused", "pipe: FIFO refused"):
         assert item in record["needs_review"], record["needs_review"]
     autograded = course / "grading" / "autograded" / "linker" / ASSIGNMENT
@@ -421,7 +432,7 @@ def test_plain_nbgrader_uses_the_sandbox(graded):
     assert "needs review: AST transformers added" in result.stderr
     from nbgrader.api import Gradebook
     with Gradebook(f"sqlite:///{course / 'grading' / 'gradebook.db'}") as gb:
-        assert gb.find_submission(ASSIGNMENT, "readsolutions").score == 11
+        assert gb.find_submission(ASSIGNMENT, "readsolutions").score == 13
         assert gb.find_submission(ASSIGNMENT, "swallowast").score == 0
 
 
