@@ -30,6 +30,6 @@ test-colab: $(COLAB_VENV)/.installed
 $(COLAB_VENV)/.installed: $(REQS) colab-constraints.txt
 	test -x $(COLAB_PY) || $(COLAB_PYTHON) -m venv $(COLAB_VENV)
 	$(COLAB_PY) -m pip install --quiet --upgrade pip
-	$(COLAB_PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt -c colab-constraints.txt
+	$(COLAB_PY) -m pip install --quiet -r requirements.txt -r requirements-test.txt -c colab-constraints.txt
 	$(COLAB_PY) -m pip install --quiet --no-deps -e .
 	touch $@
