@@ -55,6 +55,7 @@ def installed(tmp_path_factory) -> Path:
     for package in ("autograder", "coursetools"):
         shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
     venv = tmp_path_factory.mktemp("venv")
+    venv.chmod(0o755)  # pytest makes it private; the sandbox's uids must be able to run its Python
     run([sys._base_executable, "-m", "venv", venv], cwd=source)
     pip = [venv / "bin" / "python", "-m", "pip", "install", "--quiet", "--no-index", "--find-links", WHEELHOUSE]
     run([*pip, f"{source}[book]"], cwd=source)
