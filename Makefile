@@ -20,7 +20,9 @@ include student/Makefile
 COLAB_PYTHON ?= $(shell bash .ci/python-colab)
 COLAB_VENV   := .venv-colab
 COLAB_PY     := $(COLAB_VENV)/bin/python
-COLAB_TESTS  := tests/test_notebook_execution.py tests/test_output_regression.py tests/test_assignments.py
+# Not the checked outputs (nbval): they record the pinned versions' exact output. Not the
+# behaviour pass rates either: the integrity suite's grading of every assignment covers Colab.
+COLAB_TESTS  := tests/test_notebook_execution.py tests/test_assignments.py -k "not pass_rates"
 
 .PHONY: test-colab
 test-colab: $(COLAB_VENV)/.installed
