@@ -27,7 +27,7 @@ from filelock import FileLock
 
 from autograder import leaks, publish
 from autograder.course import Course
-from coursetools import ROOT, book, execute, notebooks
+from coursetools import ROOT, book, execute, notebooks, requirements
 
 CLI = [sys.executable, "-m", "autograder"]
 INSTRUCTOR_ONLY = ("solutions", "autograder", "nbgrader_config.py", "CONTRIBUTING.md", "benchmarks", "student",
@@ -104,17 +104,7 @@ def test_student_repository_holds_the_student_course(publication):
 
 def test_binder_installs_what_students_need(publication):
     """Binder builds from binder/requirements.txt: the course's packages, not the tooling."""
-    def requirements(path: Path) -> list[str]:
-        found = []
-        for line in path.read_text().splitlines():
-            line = line.split("#")[0].strip()
-            if line.startswith("-r "):
-                found += requirements(path.parent / line.removeprefix("-r ").strip())
-            elif line:
-                found.append(line)
-        return found
-
-    installed = requirements(publication / "binder" / "requirements.txt")
+    installed = [str(r) for r in requirements.read(publication / "binder" / "requirements.txt")]
     assert any(r.startswith("keras") for r in installed) and any(r.startswith("tensorflow") for r in installed)
     tooling = [r for r in installed if r.startswith(TOOLING)]
     assert not tooling, f"Binder would install test and build tooling: {tooling}"
