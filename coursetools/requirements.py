@@ -7,12 +7,12 @@ installs (``make test LOCKED=1``, which ``.ci/run`` runs).
 
 from __future__ import annotations
 
-import re
 import tomllib
 from pathlib import Path
 
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from coursetools import ROOT
 
@@ -21,7 +21,7 @@ LOCKED_FROM = ("requirements.txt", "requirements-dev.txt", "requirements-jax.txt
 
 
 def canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
+    return canonicalize_name(name)
 
 
 def read(path: Path) -> list[Requirement]:
