@@ -8,9 +8,11 @@ run even when several checks (and several pytest-xdist workers) need it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -73,6 +75,7 @@ class Execution:
     seconds: float = 0.0
     ok: bool = False
     error: str = ""
+    reused: bool = False  # copied from the execution cache, not executed in this run
 
 
 def parameters_for(path: Path, mode: str) -> dict:
@@ -133,15 +136,44 @@ def executed_path(path: Path, mode: str = "ci", backend: str = "tensorflow") -> 
     return run_dir() / "executed" / folder / notebooks.relpath(path)
 
 
+def cache_key(path: Path, mode: str, backend: str) -> str:
+    """What an execution depends on: the notebook's bytes (CI parameters included), the mode, the
+    backend, and the Python environment that runs the kernel (interpreter and installed packages)."""
+    digest = hashlib.sha256(Path(path).read_bytes())
+    for part in (mode, backend, sys.version, os.path.realpath(sys.prefix)):
+        digest.update(b"\0" + part.encode())
+    return digest.hexdigest()
+
+
 def execute_once(path: Path, mode: str = "ci", backend: str = "tensorflow") -> Execution:
-    """Execute ``path`` unless this run already has; safe across processes."""
+    """Execute ``path`` unless this run already has; safe across processes.
+
+    With ``COURSE_EXECUTION_CACHE`` set (a folder), a successful execution is stored there under
+    its :func:`cache_key` and reused by any run that shares the folder: the test suite shares it
+    with the student repository's own test run, which executes the same lectures in the same
+    environment."""
     output = executed_path(path, mode, backend)
     record_file = output.with_suffix(".json")
     output.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(output) + ".lock"):
         if record_file.exists():
             return Execution(**json.loads(record_file.read_text()))
-        record = execute(path, output, mode, backend)
+        cache = os.environ.get("COURSE_EXECUTION_CACHE")
+        if not cache:
+            record = execute(path, output, mode, backend)
+        else:
+            cached = Path(cache) / cache_key(path, mode, backend)
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(str(cached) + ".lock"):
+                if cached.with_suffix(".json").exists():
+                    shutil.copyfile(cached.with_suffix(".ipynb"), output)
+                    record = Execution(**{**json.loads(cached.with_suffix(".json").read_text()),
+                                          "output": str(output), "reused": True})
+                else:
+                    record = execute(path, output, mode, backend)
+                    if record.ok:
+                        shutil.copyfile(output, cached.with_suffix(".ipynb"))
+                        cached.with_suffix(".json").write_text(json.dumps(asdict(record)))
         record_file.write_text(json.dumps(asdict(record), indent=1))
     return record
 
@@ -163,11 +195,17 @@ def slowest_cells(output: Path, count: int = 3) -> list[tuple[int, float, str]]:
 
 
 def timing_table(records: list[Execution]) -> str:
+    """One row per execution, slowest first; executions reused from the cache are marked and
+    left out of the total, which is the time this run spent executing."""
     rows = sorted(records, key=lambda r: -r.seconds)
     width = max([len(r.notebook) for r in rows] + [8])
     lines = [f"{'notebook':<{width}}  {'mode':<7}  {'backend':<10}  {'seconds':>8}  status"]
     for r in rows:
         status = "ok" if r.ok else f"FAILED ({r.error[:60]})"
+        status += " (reused from the execution cache)" if r.reused else ""
         lines.append(f"{r.notebook:<{width}}  {r.mode:<7}  {r.backend:<10}  {r.seconds:>8.1f}  {status}")
-    lines.append(f"{'total':<{width}}  {'':<7}  {'':<10}  {sum(r.seconds for r in rows):>8.1f}")
+    executed = [r for r in rows if not r.reused]
+    reused = f", {len(rows) - len(executed)} reused" if len(executed) < len(rows) else ""
+    lines.append(f"{'total':<{width}}  {'':<7}  {'':<10}  {sum(r.seconds for r in executed):>8.1f}  "
+                 f"{len(executed)} executed{reused}")
     return "\n".join(lines)

@@ -3,6 +3,9 @@
 * Every run gets a fresh run folder (``build/run`` unless ``COURSE_RUN_DIR`` is set):
   executed notebooks, their timing records and the staged book live there, so
   each notebook is executed once per run and reused by every check that needs it.
+* Successful executions are also kept by content in ``COURSE_EXECUTION_CACHE`` (default: in
+  the run folder), so the student repository's suite, run by ``test_publish`` in this same
+  environment, reuses the lectures this run executed instead of running them again.
 * Notebooks run offline: ``coursetools.offline`` seeds the Keras cache with
   stand-in data and blocks network access inside kernels.
 * At the end, a table of per-notebook execution times is printed.
@@ -29,6 +32,9 @@ def pytest_configure(config):
         os.environ.setdefault("COURSE_RUN_DIR", str(ROOT / "build" / "run"))
         shutil.rmtree(execute.run_dir(), ignore_errors=True)
         execute.run_dir().mkdir(parents=True)
+        # Successful executions are kept by content (coursetools.execute.cache_key); a test that runs
+        # another checkout's suite in this environment (the student repository's) passes the folder on.
+        os.environ.setdefault("COURSE_EXECUTION_CACHE", str(execute.run_dir() / "execution-cache"))
     offline.activate()
 
 

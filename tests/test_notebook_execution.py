@@ -11,6 +11,7 @@ harness can fail: a raising notebook and one that reaches for the network.
 from __future__ import annotations
 
 import importlib.util
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -49,6 +50,26 @@ def test_network_access_fails_loudly(tmp_path):
     record = execute.execute(FIXTURES / "network.ipynb", tmp_path / "out.ipynb", mode="ci")
     assert not record.ok
     assert "network access is disabled" in record.error
+
+
+def test_execution_cache_reuses_only_the_same_notebook(tmp_path, monkeypatch):
+    """A run sharing the cache reuses a successful execution of the same bytes; changed bytes run again."""
+    notebook = tmp_path / "passes.ipynb"
+    shutil.copyfile(FIXTURES / "passes.ipynb", notebook)
+    monkeypatch.setattr(notebooks, "relpath", lambda p: Path(p).name)
+    monkeypatch.setenv("COURSE_EXECUTION_CACHE", str(tmp_path / "cache"))
+    runs = []
+    for run, change in [("first", False), ("second", False), ("third", True)]:
+        monkeypatch.setenv("COURSE_RUN_DIR", str(tmp_path / run))
+        if change:
+            nb = nbformat.read(notebook, as_version=4)
+            nb.cells[-1].source += "  # changed"
+            nbformat.write(nb, notebook)
+        record = execute.execute_once(notebook, mode="ci")
+        assert record.ok, record.error
+        assert Path(record.output).is_relative_to(tmp_path / run) and Path(record.output).exists()
+        runs.append(record.reused)
+    assert runs == [False, True, False], f"reused per run (first, same bytes, changed bytes): {runs}"
 
 
 def test_ci_parameters_reach_the_notebook(tmp_path):

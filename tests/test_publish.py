@@ -112,7 +112,9 @@ def test_binder_installs_what_students_need(publication):
 
 @pytest.mark.slow
 def test_student_repository_passes_its_own_tests(publication):
-    """A fresh clone of the student repository runs its README's test command, offline."""
+    """A fresh clone of the student repository runs its README's test command, offline. It shares
+    this run's execution cache (COURSE_EXECUTION_CACHE): a lecture this run has already executed, the
+    same bytes in the same environment, is reused there rather than executed a second time."""
     clone = publication.parent / "clone"
     shutil.rmtree(clone, ignore_errors=True)
     run(["git", "clone", "-q", str(publication), str(clone)], ROOT, check=True)
