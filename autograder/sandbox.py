@@ -31,6 +31,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -67,7 +68,34 @@ def check_available() -> str:
             "bubblewrap cannot create namespaces here: " + probe.stderr.strip()
             + " (on Ubuntu 24.04: sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0)"
         )
+    unreadable = unreadable_by_others(python_paths()) if os.geteuid() == 0 else []
+    if unreadable:  # as root, kernels run as a sandbox uid: "other" to the environment's owner
+        raise SandboxUnavailable(
+            f"the sandbox users (uids {FIRST_SANDBOX_UID}-{FIRST_SANDBOX_UID + SLOT_COUNT - 1}) cannot read this "
+            f"Python environment: {', '.join(unreadable)}; their kernels would die at start. "
+            f"Make it readable by others (chmod -R o+rX {sys.prefix}) or grade as an ordinary user"
+        )
     return subprocess.run(["bwrap", "--version"], capture_output=True, text=True).stdout.strip()
+
+
+def python_paths() -> list[str]:
+    """What a kernel's interpreter must be able to read: its folders, the interpreter and the packages."""
+    paths = [*python_dirs(), os.path.realpath(sys.executable)]
+    return paths + sorted({sysconfig.get_paths()[key] for key in ("stdlib", "purelib", "platlib")})
+
+
+def unreadable_by_others(paths: list[str]) -> list[str]:
+    """Those of ``paths`` that a user who is neither owner nor group member cannot read (a folder:
+    list and enter; a file: read), each with its mode, e.g. ``/srv/venv (0700)``."""
+    found = []
+    for path in paths:
+        if not os.path.exists(path):
+            continue
+        mode = os.stat(path).st_mode
+        needed = 0o005 if os.path.isdir(path) else 0o004
+        if mode & needed != needed:
+            found.append(f"{path} ({oct(mode & 0o777)[2:].zfill(4)})")
+    return found
 
 
 def python_dirs() -> list[str]:

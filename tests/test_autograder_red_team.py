@@ -453,6 +453,30 @@ def test_sandbox_uids_are_never_shared(tmp_path):
         sleeper.kill()
 
 
+def test_an_environment_the_sandbox_users_cannot_read_is_refused_plainly(tmp_path, monkeypatch):
+    """A private (0700) virtual environment would make every sandboxed kernel die at start with
+    "Kernel died before replying to kernel_info"; as root the grader refuses and says why."""
+    private = tmp_path / "venv"
+    (private / "bin").mkdir(parents=True)
+    (private / "bin" / "python").write_text("")
+    private.chmod(0o700)
+    (private / "bin" / "python").chmod(0o700)
+    assert sandbox.unreadable_by_others([str(private), str(private / "bin" / "python")]) == [
+        f"{private} (0700)", f"{private / 'bin' / 'python'} (0700)"]
+    private.chmod(0o755)
+    (private / "bin" / "python").chmod(0o755)
+    assert sandbox.unreadable_by_others([str(private), str(private / "bin" / "python")]) == []
+    assert sandbox.unreadable_by_others(sandbox.python_paths()) == [], "this environment must be readable"
+    private.chmod(0o750)
+    monkeypatch.setattr(sandbox, "python_paths", lambda: [str(private)])
+    if os.geteuid() == 0:
+        expected = re.escape(f"cannot read this Python environment: {private} (0750)")
+        with pytest.raises(sandbox.SandboxUnavailable, match=expected):
+            sandbox.check_available()
+    else:  # an ordinary user's sandbox keeps the user's own uid, which can read its own environment
+        assert sandbox.check_available()
+
+
 def test_grade_refuses_without_sandbox(tmp_path, monkeypatch, capsys):
     from autograder import __main__ as cli
 
