@@ -5,11 +5,13 @@
 # the interpreter that builds .venv (python3, or /usr/bin/python3 when root's is private:
 # .ci/python), and the autograder and coursetools packages installed into it, with a
 # wheelhouse of their declared dependencies (tests/test_install.py installs `pip install .`
-# from it, offline, into a new environment).
+# from it, offline, into a new environment), plus the instructor-only `cluster` extra (Dask,
+# autograder/requirements-cluster.txt: not in pylock.toml, which the student repository shares).
 
 PYTHON        ?= $(shell bash .ci/python)
-EXTRA_REQS    := pyproject.toml
+EXTRA_REQS    := pyproject.toml autograder/requirements-cluster.txt
 EXTRA_INSTALL  = $(PY) -m pip install --quiet --no-deps -e . \
+                 && $(PY) -m pip install --quiet -r autograder/requirements-cluster.txt \
                  && $(PY) -m pip wheel --quiet --wheel-dir $(VENV)/wheelhouse ".[book]"
 
 include student/Makefile

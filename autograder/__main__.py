@@ -81,9 +81,18 @@ def cmd_grade(course: Course, args) -> int:
     names = args.students or grade.students(course, args.assignment)
     todo = grade.pending(course, args.assignment, names, args.force)
     print(f"{args.assignment}: {len(names)} submission(s), {len(todo)} new or changed")
+    limits = _limits(args)
+    if args.scheduler:  # Dask workers on other machines: one single-threaded worker process per core there
+        limits.threads = 1
     jobs = [grade.Job(str(course.root), args.assignment, s, sandboxed=not args.unsafe,
-                      keras_backend=args.backend, limits=_limits(args)) for s in todo]
-    records = grade.grade(jobs, workers=args.workers)
+                      keras_backend=args.backend, limits=limits) for s in todo]
+    if args.scheduler:
+        from distributed import Client  # the `cluster` extra: pip install ".[cluster]"
+
+        with Client(args.scheduler) as client:
+            records = grade.grade(jobs, executor=client.get_executor())
+    else:
+        records = grade.grade(jobs, workers=args.workers)
     for r in records:
         review = f"  NEEDS REVIEW: {r.needs_review}" if r.needs_review else ""
         print(f"  {r.student:<24} {r.status:<15} {r.score:>6g}/{r.max_score:<6g} {r.seconds:6.1f}s  {r.reason}{review}")
@@ -178,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("assignment")
     p.add_argument("students", nargs="*", help="default: everyone collected")
     p.add_argument("--force", action="store_true", help="regrade unchanged submissions too")
+    p.add_argument("--scheduler", help="grade on a Dask cluster whose workers share the course folder, e.g. "
+                                       "tcp://scheduler:8786 (needs the cluster extra; --workers is then unused)")
     kernel_options(p)
     p.set_defaults(func=cmd_grade)
 
