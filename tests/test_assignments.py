@@ -217,9 +217,22 @@ def test_weekly_exercise_has_a_written_answer_graded_by_hand(graded):
 
 
 def defined_names(source: str) -> set[str]:
-    """Functions and classes a cell defines (at any depth)."""
-    tree = ast.parse(without_markers(source))
-    return {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    """Functions and classes a cell defines for the notebook: at the top level, also inside an
+    ``if``/``try``/``with``/``for``, but not methods or nested helpers (a transformer class's ``fit``
+    or ``__init__`` is not a lecture's function)."""
+    names, todo = set(), list(ast.parse(without_markers(source)).body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        else:
+            todo += [child for child in ast.iter_child_nodes(node) if isinstance(child, (ast.stmt, ast.excepthandler))]
+    return names
+
+
+def test_defined_names_are_the_notebook_level_ones():
+    source = "def f():\n    def inner(): pass\nclass C:\n    def __init__(self): pass\nif True:\n    def g(): pass\n"
+    assert defined_names(source) == {"f", "C", "g"}
 
 
 def lecture_definitions() -> dict[str, list[str]]:
