@@ -65,6 +65,8 @@ def _sandbox_ready(args) -> bool:
         return True
     try:
         print(f"sandbox: {sandbox.check_available()}")
+        if warning := sandbox.fairness_warning():
+            print(f"WARNING: {warning}", file=sys.stderr)
         return True
     except sandbox.SandboxUnavailable as exc:
         print(f"refusing to run student code: the sandbox is unavailable ({exc}).\n"

@@ -78,6 +78,26 @@ def check_available() -> str:
     return subprocess.run(["bwrap", "--version"], capture_output=True, text=True).stdout.strip()
 
 
+AUTOGROUP = "/proc/sys/kernel/sched_autogroup_enabled"
+
+
+def fairness_warning(setting: str = AUTOGROUP) -> str:
+    """Why kernels graded side by side might not share the CPU fairly here ("" when they do).
+
+    Each sandbox is a session of its own (bwrap --new-session), and Linux's autogroup scheduling
+    shares the CPU between sessions, not processes: a submission that starts 200 busy processes
+    gets no more CPU than its neighbour's one kernel. With autogroup off, it would take nearly all
+    of it, and an honest kernel beside it could run into the cell timeout."""
+    try:
+        enabled = Path(setting).read_text().strip() != "0"
+    except OSError:  # a kernel without autogroup: nothing to say
+        return ""
+    return "" if enabled else (
+        f"autogroup scheduling is off ({setting} = 0): a submission that starts many busy processes can slow "
+        "the kernels graded beside it into timeouts. Turn it on (sysctl -w kernel.sched_autogroup_enabled=1) "
+        "or grade with --workers 1")
+
+
 def python_paths() -> list[str]:
     """What a kernel's interpreter must be able to read: its folders, the interpreter and the packages."""
     paths = [*python_dirs(), os.path.realpath(sys.executable)]

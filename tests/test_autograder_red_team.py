@@ -477,6 +477,19 @@ def test_an_environment_the_sandbox_users_cannot_read_is_refused_plainly(tmp_pat
         assert sandbox.check_available()
 
 
+def test_fairness_between_neighbours_depends_on_autogroup(tmp_path):
+    """The fork bomb case grades its neighbours fairly only because each sandbox is a session and
+    autogroup shares the CPU between sessions: the grader warns when that is switched off (measured:
+    with autogroup off, the honest case graded beside the fork bomb timed out and lost 3 points)."""
+    setting = tmp_path / "sched_autogroup_enabled"
+    setting.write_text("0\n")
+    assert "autogroup scheduling is off" in sandbox.fairness_warning(str(setting))
+    setting.write_text("1\n")
+    assert sandbox.fairness_warning(str(setting)) == ""
+    assert sandbox.fairness_warning(str(tmp_path / "missing")) == ""
+    assert sandbox.fairness_warning() == "", "autogroup is off on this machine: the red-team cases are not fair"
+
+
 def test_grade_refuses_without_sandbox(tmp_path, monkeypatch, capsys):
     from autograder import __main__ as cli
 
