@@ -87,7 +87,7 @@ def cmd_grade(course: Course, args) -> int:
     if args.scheduler:  # Dask workers on other machines: one single-threaded worker process per core there
         limits.threads = 1
     jobs = [grade.Job(str(course.root), args.assignment, s, sandboxed=not args.unsafe,
-                      keras_backend=args.backend, limits=limits) for s in todo]
+                      keras_backend=args.backend, limits=limits, warm=not args.cold) for s in todo]
     if args.scheduler:
         from distributed import Client  # the `cluster` extra: pip install ".[cluster]"
 
@@ -106,7 +106,8 @@ def cmd_feedback(course: Course, args) -> int:
     if not _sandbox_ready(args):
         return 2
     pages, errors = feedback.generate(course, args.assignment, args.students or None, workers=args.workers,
-                                      sandboxed=not args.unsafe, keras_backend=args.backend, limits=_limits(args))
+                                      sandboxed=not args.unsafe, keras_backend=args.backend, limits=_limits(args),
+                                      warm=not args.cold)
     for path in pages:
         print(path)
     for student, error in sorted(errors.items()):
@@ -184,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--disk-mb", type=int, default=512, help="all a kernel may write, in total")
         p.add_argument("--backend", default="tensorflow", help="KERAS_BACKEND for the kernels")
         p.add_argument("--unsafe", action="store_true", help="run student code WITHOUT the sandbox (trusted code only)")
+        p.add_argument("--cold", action="store_true", help="start every kernel from scratch (no warm fork server)")
 
     p = sub.add_parser("grade", help=cmd_grade.__doc__)
     p.add_argument("assignment")

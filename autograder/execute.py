@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from queue import Empty
 
 from jupyter_client.utils import ensure_async
@@ -39,6 +40,8 @@ from autograder.sandbox import SandboxedKernelManager
 IGNORED_INTERRUPT = "timed out after"
 REVIEW = "autograder: needs review: "  # log prefixes that grade.py reads back
 PROBLEM = "autograder: problem: "
+TIMING = "autograder: seconds: "  # kernel (start to ready), student cells, test cells
+KERNEL = "autograder: kernel: "  # warm or cold, and why a warm start failed
 
 
 def error_output(ename: str, evalue: str):
@@ -89,6 +92,7 @@ class GuardedExecute(Execute):
         self._problems: list[str] = []
         self._review: dict[str, str] = {}  # finding -> first part it was found before
         self._nonce, self._sandbox, self._output_bytes = None, None, 0
+        self._started, self._seconds = time.perf_counter(), {"kernel": 0.0, "student": 0.0, "tests": 0.0}
         try:
             return super().preprocess(nb, resources, km)
         finally:
@@ -104,6 +108,7 @@ class GuardedExecute(Execute):
             self.log.warning("%s%s", PROBLEM, problem)
         for finding, where in self._review.items():
             self.log.warning("%s%s (undone before %s)", REVIEW, finding, where)
+        self.log.info("%s%s", TIMING, " ".join(f"{k}={v:.2f}" for k, v in self._seconds.items()))
 
     def preprocess_cell(self, cell, resources, index):
         if cell.cell_type != "code":
@@ -114,9 +119,13 @@ class GuardedExecute(Execute):
                 self._not_run.append(part_name(cell, index))
             return cell, resources
         self._output_bytes, self._part = 0, part_name(cell, index)
+        started = time.perf_counter()
         try:
             if self._nonce is None:
+                self._seconds["kernel"] = started - self._started  # the kernel is ready before the first cell
                 self._sandbox = self.km
+                if hasattr(self.km, "start_mode"):
+                    self.log.info("%s%s", KERNEL, self.km.start_mode())
                 self._start_guard()
             if is_test(cell):
                 self._check_guard(part_name(cell, index))
@@ -127,6 +136,8 @@ class GuardedExecute(Execute):
             self._stopped = f"the kernel stopped in {self._part}: {cause[:200]}"
             cell.outputs.append(error_output(type(exc).__name__, self._stopped))
             return cell, resources
+        finally:
+            self._seconds["tests" if is_test(cell) else "student"] += time.perf_counter() - started
 
     def _start_guard(self):
         self._nonce = guard.new_nonce()

@@ -14,7 +14,7 @@ Notebooks that cannot be read are left out of that copy (nbgrader then scores th
 missing) and named in the record, the submitted files themselves stay untouched.
 
 Every job ends with a record in ``grading/autograder/<assignment>/<student>.json``
-(status, score, reason, needs_review, time, and a fingerprint of the submitted files,
+(status, score, reason, needs_review, time and where it went, and a fingerprint of the submitted files,
 so a re-run only grades new or changed submissions unless forced) and nbgrader's log
 next to it.
 """
@@ -35,9 +35,9 @@ import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 from tqdm import tqdm
 
-from autograder import files, guard
-from autograder.course import Course, put_environment_first, quiet_gradebook
-from autograder.execute import PROBLEM, REVIEW
+from autograder import files, guard, warm
+from autograder.course import Course, fast_gradebook, put_environment_first, quiet_gradebook
+from autograder.execute import KERNEL, PROBLEM, REVIEW, TIMING
 
 
 @dataclass
@@ -61,6 +61,7 @@ class Job:
     sandboxed: bool = True
     keras_backend: str = "tensorflow"
     limits: Limits = field(default_factory=Limits)
+    warm: bool = True  # fork kernels from a server that imported the libraries once (autograder.warm)
 
 
 @dataclass
@@ -74,6 +75,8 @@ class Record:
     seconds: float = 0.0
     fingerprint: str = ""
     needs_review: str = ""  # non-empty: the submission fought the grader (why); an instructor should look
+    timing: dict = field(default_factory=dict)  # seconds: kernel (start to ready), student cells, tests, nbgrader
+    kernel: str = ""  # "warm", "cold", or "cold (why the warm start failed)"
 
 
 def records_dir(course: Course, assignment: str) -> Path:
@@ -118,6 +121,17 @@ def _lines(log: str, prefix: str) -> list[str]:
     return list(dict.fromkeys(line.split(prefix, 1)[1].strip() for line in log.splitlines() if prefix in line))
 
 
+def _timing(log: str) -> dict[str, float]:
+    """Seconds from the execute step's timing line (kernel, student, tests), summed over notebooks."""
+    total: dict[str, float] = {}
+    for line in log.splitlines():
+        if TIMING in line:
+            for item in line.split(TIMING, 1)[1].split():
+                name, value = item.split("=")
+                total[name] = round(total.get(name, 0.0) + float(value), 2)
+    return total
+
+
 def _code(folder: Path) -> list[str]:
     """The code cells of every readable notebook in ``folder``."""
     sources = []
@@ -129,12 +143,15 @@ def _code(folder: Path) -> list[str]:
     return sources
 
 
-def kernel_config(course: Course, sandboxed: bool, keras_backend: str, limits: Limits):
-    """The course's nbgrader configuration with these kernels' sandbox and limits."""
+def kernel_config(course: Course, job: Job):
+    """The course's nbgrader configuration with this job's kernels: sandbox, limits, warm start."""
+    limits = job.limits
+    source = [course.source / job.assignment / f"{name}.ipynb" for name in course.notebooks(job.assignment)]
     config = course.config(
-        enabled=sandboxed, keras_backend=keras_backend, cpu_seconds=limits.cpu_seconds, memory_mb=limits.memory_mb,
-        max_processes=limits.max_processes, max_file_mb=limits.max_file_mb, disk_mb=limits.disk_mb,
-        threads=limits.threads,
+        enabled=job.sandboxed, keras_backend=job.keras_backend, cpu_seconds=limits.cpu_seconds,
+        memory_mb=limits.memory_mb, max_processes=limits.max_processes, max_file_mb=limits.max_file_mb,
+        disk_mb=limits.disk_mb, threads=limits.threads, warm=job.warm and job.sandboxed,
+        preload=warm.preload_for(source),
     )
     config.GuardedExecute.timeout = limits.cell_timeout
     config.GuardedExecute.max_output_bytes = limits.max_output_bytes
@@ -146,6 +163,7 @@ def grade_submission(job: Job) -> Record:
     start = time.perf_counter()
     put_environment_first()
     quiet_gradebook()
+    fast_gradebook()
     course = Course(job.root)
     folder = course.submitted / job.student / job.assignment
     record = Record(job.assignment, job.student, "error", fingerprint=files.fingerprint(folder))
@@ -159,7 +177,7 @@ def grade_submission(job: Job) -> Record:
                                 job.limits.max_submission_mb * 2**20)
         review = [f"refused {item}" for item in refused] + [
             f"uses {api}" for api in guard.scan(_code(vetted / job.student / job.assignment))]
-        config = kernel_config(course, job.sandboxed, job.keras_backend, job.limits)
+        config = kernel_config(course, job)
         config.CourseDirectory.submitted_directory = str(vetted)
         result = course.api(config).autograde(job.assignment, job.student, force=True, create=True)
         log = (result.get("log") or "") + (result.get("error") or "")
@@ -167,6 +185,8 @@ def grade_submission(job: Job) -> Record:
         record.score, record.max_score = _scores(course, job.assignment, job.student)
         problems += _lines(log, PROBLEM)
         review += _lines(log, REVIEW)
+        record.timing = _timing(log)
+        record.kernel = "; ".join(_lines(log, KERNEL))
         record.reason = "; ".join(problems)
         record.needs_review = "; ".join(review)
         if not result["success"]:
@@ -183,6 +203,8 @@ def grade_submission(job: Job) -> Record:
         os.environ.pop("AUTOGRADER_TMP", None)
         shutil.rmtree(private, ignore_errors=True)
     record.seconds = round(time.perf_counter() - start, 2)
+    if record.timing:  # the rest is nbgrader's own work and the grader's (copies, gradebook, notebook files)
+        record.timing["nbgrader"] = round(record.seconds - sum(record.timing.values()), 2)
     (records_dir(course, job.assignment) / f"{job.student}.json").write_text(json.dumps(asdict(record), indent=1))
     return record
 

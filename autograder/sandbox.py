@@ -25,6 +25,7 @@ Inside the sandbox the kernel
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
@@ -38,7 +39,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 from jupyter_client.manager import AsyncKernelManager
-from traitlets import Bool, Integer, Unicode, default
+from traitlets import Bool, Integer, List, Unicode, default
 
 from autograder import files
 
@@ -129,16 +130,16 @@ def _parents(path: str) -> list[str]:
     return [str(Path(*parts[: i + 1])) for i in range(1, len(parts) - 1)]
 
 
-def bwrap_command(input_dir: str, socket_dir: str, workdir: str, uid: int | None, limits: dict[str, int],
-                  disk_bytes: int) -> list[str]:
-    """The command prefix that starts a program in the sandbox, in ``workdir`` (under /tmp),
-    holding a copy of ``input_dir``."""
+def namespace_options(own_user_namespace: bool) -> list[str]:
     cmd = ["bwrap", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
            "--die-with-parent", "--new-session"]
-    if uid is None:
-        cmd += ["--unshare-user"]
-    else:  # root starts the sandbox; setpriv then drops to the slot's uid (needs these two caps, then none)
-        cmd += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    return cmd + ["--unshare-user"] if own_user_namespace else cmd
+
+
+def mount_options(binds: list[tuple[str, str, bool]], disk_bytes: int) -> list[str]:
+    """Read-only system and Python folders, fresh /proc, /dev, /tmp (``disk_bytes``) and /dev/shm,
+    then ``binds`` (source, target, writable), under a root that is read-only."""
+    cmd = []
     for d in SYSTEM_DIRS:
         if os.path.isdir(d):
             cmd += ["--ro-bind", d, d] if not os.path.islink(d) else ["--symlink", os.readlink(d), d]
@@ -146,17 +147,31 @@ def bwrap_command(input_dir: str, socket_dir: str, workdir: str, uid: int | None
             "--perms", "1777", "--size", str(disk_bytes), "--tmpfs", "/tmp",
             "--perms", "1777", "--size", str(64 * 2**20), "--tmpfs", "/dev/shm"]  # POSIX semaphores (joblib)
     made: set[str] = set()
-    for source, target, writable in [(d, d, False) for d in python_dirs()] + [
-            (socket_dir, socket_dir, True), (input_dir, INPUT_MOUNT, False)]:
+    for source, target, writable in [(d, d, False) for d in python_dirs()] + binds:
         for parent in _parents(target):
             if parent not in made and parent not in SYSTEM_DIRS and parent != "/tmp":
                 cmd += ["--perms", "0555", "--dir", parent]  # read-only: without --uid the kernel owns them
                 made.add(parent)
         cmd += ["--bind" if writable else "--ro-bind", source, target]
-    cmd += ["--remount-ro", "/", "--chdir", "/tmp", "--"]  # the sandbox's own root: nothing to write there
+    return cmd + ["--remount-ro", "/", "--chdir", "/tmp", "--"]  # the sandbox's own root: nothing to write there
+
+
+def drop_to(uid: int) -> list[str]:
+    """setpriv's options that make the rest of the command run as ``uid``, with no capability."""
+    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
+            "--bounding-set=-all", "--"]
+
+
+def bwrap_command(input_dir: str, socket_dir: str, workdir: str, uid: int | None, limits: dict[str, int],
+                  disk_bytes: int) -> list[str]:
+    """The command prefix that starts a program in the sandbox, in ``workdir`` (under /tmp),
+    holding a copy of ``input_dir``."""
+    cmd = namespace_options(own_user_namespace=uid is None)
+    if uid is not None:  # root starts the sandbox; setpriv drops to the slot's uid (needs these two caps, then none)
+        cmd += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    cmd += mount_options([(socket_dir, socket_dir, True), (input_dir, INPUT_MOUNT, False)], disk_bytes)
     if uid is not None:
-        cmd += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
-                "--inh-caps=-all", "--bounding-set=-all", "--"]
+        cmd += drop_to(uid)
     cmd += ["prlimit", *(f"--{name}={value}" for name, value in limits.items()), "--"]
     # The work folder lives in the size-limited /tmp; the copy counts against the same limits.
     cmd += ["/bin/sh", "-c", f'mkdir -p "$1" && cp -R {INPUT_MOUNT}/. "$1"/ && cd "$1" && shift && exec "$@"',
@@ -221,9 +236,15 @@ class SandboxedKernelManager(AsyncKernelManager):
     threads = Integer(os.cpu_count() or 1, help="threads for the kernel's numerical libraries (grade sets "
                       "cores / workers; plain sequential nbgrader keeps them all)").tag(config=True)
     enabled = Bool(True, help="False: run kernels unsandboxed (autograder grade --unsafe)").tag(config=True)
+    warm = Bool(False, help="fork kernels from a server that has imported `preload` (see autograder.warm); "
+                "a cold kernel when it cannot").tag(config=True)
+    preload = List(Unicode(), default_value=None, allow_none=True, help="libraries a warm server imports before "
+                   "forking (None: those the notebooks being graded import)").tag(config=True)
 
     _private_dir = None
     _slot = None
+    _server = None
+    _warm_note = None  # where the client says why it started the kernel cold
 
     def _private(self) -> str:
         if self._private_dir is None:
@@ -244,12 +265,24 @@ class SandboxedKernelManager(AsyncKernelManager):
         self.ip  # noqa: B018 (creates the socket folder)
         return os.path.join(self._private(), "sockets", "kernel.json")
 
+    def start_mode(self) -> str:
+        """How the kernel started: "cold", "warm", or "cold (why the warm start failed)"."""
+        if self._warm_note is None:
+            return "cold"
+        return f"cold ({Path(self._warm_note).read_text()})" if os.path.exists(self._warm_note) else "warm"
+
     @property
     def uid(self) -> int | None:
+        if self._server is not None:
+            return self._server.uid
         return self._slot.uid if self._slot else None
 
     def limits(self) -> dict[str, int]:
-        processes = self.max_processes if self.uid is not None else self.max_processes + _processes_of_this_user()
+        # RLIMIT_NPROC counts every process of the uid: a cold sandbox uid runs nothing else; the
+        # instructor's own uid (ordinary user) and a warm server's uid (its server) do.
+        shared = self.uid is None or self._server is not None
+        processes = self.max_processes + (_processes_of(self.uid if self.uid is not None else os.getuid())
+                                          if shared else 0)
         return {"cpu": self.cpu_seconds, "as": self.memory_mb * 2**20, "nproc": processes,
                 "fsize": self.max_file_mb * 2**20, "nofile": 1024, "core": 0}
 
@@ -263,18 +296,44 @@ class SandboxedKernelManager(AsyncKernelManager):
         # is not the student's: only Python-level output reaches the notebook.
         prefix = bwrap_command(self._input_dir, os.path.dirname(self.ip), self._workdir, self.uid, self.limits(),
                                self.disk_mb * 2**20)
-        return prefix + cmd + ["--IPKernelApp.parent_handle=0", "--IPKernelApp.capture_fd_output=False"]
+        cold = prefix + cmd + ["--IPKernelApp.parent_handle=0", "--IPKernelApp.capture_fd_output=False"]
+        if self._server is None:
+            return cold
+        from autograder import warm
+
+        request = {"dir": self._private(), "workdir": self._workdir, "limits": self.limits(),
+                   "disk_bytes": self.disk_mb * 2**20, "env": kernel_environment(self.keras_backend, self.threads)}
+        return [sys.executable, "-I", "-S", str(warm.CLIENT), self._server.socket, json.dumps(request), "--", *cold]
+
+    def _use_warm_server(self, cwd: str) -> None:
+        from autograder import warm
+
+        preload = self.preload
+        if preload is None:  # plain `nbgrader autograde`: what the notebooks being graded import
+            preload = warm.preload_for(sorted(Path(cwd).glob("*.ipynb")))
+        self._server = warm.server_for(self.keras_backend, preload)
+        if self._server is None:
+            return
+        if self._private_dir is not None:  # made early (the socket path was asked for): not used yet
+            shutil.rmtree(self._private_dir, ignore_errors=True)
+        self._private_dir = self._server.kernel_dir()  # where the server can reach this kernel's files
+        os.makedirs(os.path.join(self._private_dir, "sockets"))
+        self.ip = os.path.join(self._private_dir, "sockets", "ipc")
+        self.connection_file = os.path.join(self._private_dir, "sockets", "kernel.json")
+        self._warm_note = os.path.join(self._private_dir, "cold-start.txt")
 
     async def _async_pre_start_kernel(self, **kw):
         cwd = os.path.realpath(kw.get("cwd") or os.getcwd())
         if self.enabled:  # a signal would reach bwrap, not the kernel: interrupt by message
             self.kernel_spec.interrupt_mode = "message"
+            if self.warm and self._server is None:
+                self._use_warm_server(cwd)
             self._input_dir = os.path.join(self._private(), "input")
             # Notebooks stay behind: while the kernel runs, the grader's copy holds the restored hidden tests.
             files.copy_tree(Path(cwd), Path(self._input_dir), self.input_mb * 2**20,
                             include=lambda rel: rel.suffix != ".ipynb")
             self._workdir = "/tmp/" + (os.path.basename(cwd) or "work")
-            if os.geteuid() == 0 and self._slot is None:
+            if os.geteuid() == 0 and self._slot is None and self._server is None:
                 self._slot = UidSlot()
             kw["env"] = kernel_environment(self.keras_backend, self.threads)
             kw.setdefault("stdout", subprocess.DEVNULL)  # the kernel's console chatter is not the student's output
@@ -282,8 +341,10 @@ class SandboxedKernelManager(AsyncKernelManager):
         else:
             kw["env"] = {**os.environ, "KERAS_BACKEND": self.keras_backend}
         kernel_cmd, kw = await super()._async_pre_start_kernel(**kw)
-        if self.uid is not None:
-            _hand_over(os.path.dirname(self.ip), self.uid)  # the connection file is written by now
+        if self.uid is not None:  # the connection file is written by now
+            _hand_over(os.path.dirname(self.ip), self.uid)
+            if self._server is not None:
+                _hand_over_tree(self._private(), self.uid)
         return kernel_cmd, kw
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
@@ -296,6 +357,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         if self._slot is not None:
             self._slot.release()
             self._slot = None
+        self._server = None  # the server stays, for the next kernel
         if self._private_dir is not None:
             shutil.rmtree(self._private_dir, ignore_errors=True)
             self._private_dir = None
@@ -331,10 +393,17 @@ def _hand_over(path: str, uid: int) -> None:
         os.chown(os.path.join(path, name), uid, uid, follow_symlinks=False)
 
 
-def _processes_of_this_user() -> int:
-    """Processes and threads of the caller's uid: what RLIMIT_NPROC counts."""
+def _hand_over_tree(path: str, uid: int) -> None:
+    for folder, dirs, names in os.walk(path):
+        for name in [*dirs, *names]:
+            os.chown(os.path.join(folder, name), uid, uid, follow_symlinks=False)
+    os.chown(path, uid, uid)
+
+
+def _processes_of(uid: int) -> int:
+    """Processes and threads of ``uid``: what RLIMIT_NPROC counts."""
     count = 0
-    for pid in _pids_of(os.getuid()):
+    for pid in _pids_of(uid):
         try:
             count += len(os.listdir(f"/proc/{pid}/task"))
         except OSError:

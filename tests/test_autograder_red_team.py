@@ -279,6 +279,7 @@ def graded(request):
         pytest.fail(f"[{mode}] cannot run {sys.executable} ({probe.stderr.strip()}): build .venv with a Python "
                     "every user can run (.ci/run does: PYTHON=/usr/bin/python3)")
     base = Path(tempfile.mkdtemp(prefix=f"redteam-{mode}-"))
+    base.chmod(0o711)  # as root, the warm server (a sandbox uid) reaches its folder in the course's tmp
     course = base / "course"
     secret = base / "secret.txt"  # one of the instructor's own files, outside the course
     secret.write_text("THE INSTRUCTOR'S SECRET")
@@ -506,3 +507,124 @@ def test_grade_refuses_without_sandbox(tmp_path, monkeypatch, capsys):
     finally:
         os.chdir(cwd)
     assert "--unsafe" in capsys.readouterr().err
+
+
+# Warm kernels (autograder.warm): one worker forks every kernel from one server, so a student
+# graded before another must leave nothing behind: no file in any folder a kernel can write,
+# no process. The first student tries; the second looks, and breaks its own Laplace part if it
+# finds anything, or if its kernel was not forked by the server (PID 1 is then bubblewrap itself).
+PERSIST = """
+import os, signal, subprocess, sys
+for folder in ['/tmp', '/dev/shm', '/dev', os.getcwd(), os.path.dirname(os.getcwd())]:
+    try:
+        open(os.path.join(folder, 'left-by-an-earlier-student'), 'w').write('x')
+    except OSError:
+        pass
+subprocess.Popen([sys.executable, '-c', 'import time\\nwhile True:\\n    open("/tmp/still-running", "w").write("x")'
+                  '\\n    time.sleep(0.1)'], start_new_session=True)
+for pid in [int(p) for p in os.listdir('/proc') if p.isdigit()]:  # the server, if it could see it
+    if pid != os.getpid():
+        try:
+            os.kill(pid, signal.SIGSTOP)
+        except OSError:
+            pass
+"""
+DETECT = """
+import glob, os
+_traces = [p for p in glob.glob('/tmp/**', recursive=True) + glob.glob('/dev/shm/*') + glob.glob('/dev/left*')
+           if 'left-by' in p or 'still-running' in p]
+_others = sorted(int(p) for p in os.listdir('/proc') if p.isdigit() and int(p) > 2)
+_forked = open('/proc/1/cmdline', 'rb').read().split(b'\\0')[0] != b'bwrap'
+print('traces', _traces, 'other processes', _others, 'forked by the server', _forked)
+if _traces or _others or not _forked:
+    laplace_nll = None
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", MODES)
+def test_warm_kernels_share_nothing(mode):
+    base = Path(tempfile.mkdtemp(prefix=f"warm-{mode}-"))
+    base.chmod(0o711)
+    course = base / "course"
+    (course / "tmp").mkdir(parents=True)
+    (course / "home").mkdir()
+    shutil.copy(ROOT / "nbgrader_config.py", course)
+    shutil.copytree(ROOT / "solutions" / ASSIGNMENT, course / "solutions" / ASSIGNMENT)
+    _own(base, mode)
+    try:
+        _cli(course, mode, "release", ASSIGNMENT)
+        release = nbformat.read(course / "exercises" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
+        source = nbformat.read(course / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
+        names = {"root": str(course), "secret": "/nonexistent"}
+        for student, extra in (("a_persists", PERSIST), ("b_detects", DETECT)):
+            folder = course / "grading" / "submitted" / student / ASSIGNMENT
+            folder.mkdir(parents=True)
+            notebook = _submission(release, source, {"laplace_nll_extra": extra}, names)
+            (folder / f"{ASSIGNMENT}.ipynb").write_text(notebook)
+        _own(course / "grading", mode)
+        result = _cli(course, mode, "grade", ASSIGNMENT, "--workers", "1", "--timeout", "30")
+        print(result.stdout)
+        for student in ("a_persists", "b_detects"):
+            record = json.loads((course / "grading" / "autograder" / ASSIGNMENT / f"{student}.json").read_text())
+            graded = nbformat.read(course / "grading" / "autograded" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", 4)
+            seen = [o.get("text", "") for c in graded.cells if c.cell_type == "code" for o in c.outputs
+                    if "forked by the server" in o.get("text", "")]
+            outcome = (record["score"], record["status"], record["reason"], record["kernel"])
+            assert outcome == (13, "graded", "", "warm"), (mode, record, seen)
+        assert "kernels start cold" not in result.stderr, result.stderr[-2000:]
+        left = sorted(str(p.relative_to(course / "tmp")) for p in (course / "tmp").rglob("*"))
+        assert not left, f"[{mode}] left behind on the host: {left[:10]}"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _kernel_answers(tmp_path: Path, code: str) -> str:
+    """Start one warm-configured sandboxed kernel (no heavy preload), run ``code``, return its output."""
+    import asyncio
+
+    async def run():
+        km = sandbox.SandboxedKernelManager(warm=True, preload=[], threads=1)
+        await km.start_kernel(cwd=str(tmp_path))
+        kc = km.client()
+        kc.start_channels()
+        try:
+            await kc.wait_for_ready(timeout=120)
+            out = []
+            await kc.execute_interactive(code, timeout=60,
+                                         output_hook=lambda m: out.append(m["content"].get("text", "")))
+            return "".join(out)
+        finally:
+            kc.stop_channels()
+            await km.shutdown_kernel(now=True)
+            km.release_sandbox()
+
+    return asyncio.run(run())
+
+
+IS_FORKED = "print(open('/proc/1/cmdline', 'rb').read().split(bytes(1))[0] != b'bwrap')"  # PID 1: init or bwrap
+
+
+@pytest.mark.parametrize("broken", ["does not start", "has a thread"])
+def test_an_unusable_warm_server_means_a_cold_kernel(tmp_path, monkeypatch, broken):
+    """Never a lost submission: when the server cannot start, or refuses to fork because it is no
+    longer single-threaded, the kernel starts cold (and works); a usable one forks (the control)."""
+    from autograder import warm
+
+    (tmp_path / "work").mkdir()
+    monkeypatch.setattr(warm, "_servers", {})
+    assert _kernel_answers(tmp_path / "work", IS_FORKED).strip() == "True", "the control: a warm kernel"
+    warm.stop_all()
+    source = warm.SERVER_SOURCE.read_text()
+    if broken == "does not start":
+        source = source.replace("def main(folder, modules, kept):", "def main(folder, modules, kept):\n    sys.exit(3)")
+    else:  # a thread after start-up: forking is no longer safe
+        thread = "__import__('threading').Thread(target=__import__('time').sleep, args=(600,), daemon=True).start()"
+        source = source.replace("    serve(listener)", f"    {thread}\n    serve(listener)")
+    assert source != warm.SERVER_SOURCE.read_text()
+    (tmp_path / "server.py").write_text(source)
+    monkeypatch.setattr(warm, "SERVER_SOURCE", tmp_path / "server.py")
+    try:
+        assert _kernel_answers(tmp_path / "work", IS_FORKED + "\nprint(6 * 7)").split() == ["False", "42"]
+    finally:
+        warm.stop_all()
