@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sqlite3
 import sys
 import tomllib
 from datetime import UTC, datetime
@@ -139,6 +138,7 @@ def configure(c: Config) -> None:
         SaveAutoGrades, AssignLatePenalties, CheckCellMetadata,
     ]
     c.OverwriteCells.add_missing_cells = True  # a deleted test cell is put back and graded
+    c.SandboxedKernelManager.warm = True  # kernels forked from a fork server (autograder.warm)
     # Feedback shows a second, sandboxed run of the notebook with the hidden tests removed
     # beforehand, and the scores of the graded run (README: "hidden tests never reach students").
     c.GenerateFeedback.preprocessors = [GetGrades, PublicRun, CSSHTMLHeaderPreprocessor]
@@ -159,26 +159,6 @@ def quiet_gradebook() -> None:
     from sqlalchemy.exc import SAWarning
 
     warnings.simplefilter("ignore", SAWarning)
-
-
-def _fast_sqlite(dbapi_connection, _record) -> None:
-    if isinstance(dbapi_connection, sqlite3.Connection):
-        dbapi_connection.execute("PRAGMA journal_mode=WAL")
-        dbapi_connection.execute("PRAGMA synchronous=NORMAL")
-
-
-def fast_gradebook() -> None:
-    """A SQLite gradebook in write-ahead-log mode without a disk flush per commit.
-
-    nbgrader commits a few dozen times per submission, and each commit in SQLite's default mode
-    waits for the disk (measured here: 30 ms per commit under load, 0.01 ms in WAL mode). A WAL
-    database is never corrupted by a crash; a power cut can lose the last commits, which
-    ``grade --force`` redoes. WAL needs a local disk (as SQLite over NFS always did)."""
-    from sqlalchemy import event
-    from sqlalchemy.engine import Engine
-
-    if not event.contains(Engine, "connect", _fast_sqlite):
-        event.listen(Engine, "connect", _fast_sqlite)
 
 
 def put_environment_first() -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from autograder.course import Course, fast_gradebook, put_environment_first, quiet_gradebook
+from autograder.course import Course, put_environment_first, quiet_gradebook
 from autograder.grade import Job, kernel_config, read_records
 
 
@@ -30,7 +30,6 @@ def feedback_for(job: Job) -> tuple[str, str]:
     """Write one student's feedback (runs in a worker process); return (student, error or '')."""
     put_environment_first()
     quiet_gradebook()
-    fast_gradebook()
     course = Course(job.root)
     private = tempfile.mkdtemp(prefix="autograder-feedback-")
     os.environ["AUTOGRADER_TMP"] = private

@@ -36,7 +36,7 @@ from nbgrader.api import Gradebook, MissingEntry
 from tqdm import tqdm
 
 from autograder import files, guard, warm
-from autograder.course import Course, fast_gradebook, put_environment_first, quiet_gradebook
+from autograder.course import Course, put_environment_first, quiet_gradebook
 from autograder.execute import KERNEL, PROBLEM, REVIEW, TIMING
 
 
@@ -163,7 +163,6 @@ def grade_submission(job: Job) -> Record:
     start = time.perf_counter()
     put_environment_first()
     quiet_gradebook()
-    fast_gradebook()
     course = Course(job.root)
     folder = course.submitted / job.student / job.assignment
     record = Record(job.assignment, job.student, "error", fingerprint=files.fingerprint(folder))
