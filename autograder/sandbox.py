@@ -21,6 +21,11 @@ Inside the sandbox the kernel
 * when the grader runs as root, runs as an unprivileged user of its own: a uid taken
   from a machine-wide pool under a lock (:class:`UidSlot`), so two courses or two
   instructors grading at once never share one, and the process limit is per kernel.
+
+That is a *cold* kernel, started from scratch. With ``warm = True`` (``grade``, ``feedback``
+and the course's nbgrader configuration) the kernel is instead forked by a fork server
+that runs in such a sandbox and gives each kernel new namespaces of its own
+(:mod:`autograder.warm`); the cold command stays the fallback.
 """
 
 from __future__ import annotations

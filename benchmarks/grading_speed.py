@@ -110,13 +110,13 @@ def compare(assignment: str, copies: int, workers: int, tmp: Path) -> None:
         runs[name] = (timed(cmd, folder), folder)
     plain = runs["plain"][0]
     print(f"\n{assignment}: {copies} submissions (the solution), {os.cpu_count()} cores, {workers} workers")
-    print(f"  {'':44} {'wall':>8} {'each':>7} {'speed-up':>9}   median seconds per submission")
+    print(f"  {'':52} {'wall':>8} {'each':>7} {'speed-up':>9}   median seconds per submission")
     labels = {"plain": "plain nbgrader autograde (sequential, no sandbox)",
               "cold": "autograder grade --cold (parallel, sandboxed)",
               "warm": "autograder grade (parallel, sandboxed, warm)"}
     for name, (seconds, folder) in runs.items():
         parts = breakdown(folder, assignment) if name != "plain" else ""
-        print(f"  {labels[name]:44.44} {seconds:7.1f}s {seconds / copies:6.2f}s {plain / seconds:8.2f}x   {parts}")
+        print(f"  {labels[name]:52.52} {seconds:7.1f}s {seconds / copies:6.2f}s {plain / seconds:8.2f}x   {parts}")
 
 
 def simulated_class(size: int, workers: int, tmp: Path) -> None:
