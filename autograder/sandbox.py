@@ -311,7 +311,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         return [sys.executable, "-I", "-S", str(warm.CLIENT), self._server.socket, json.dumps(request), "--", *cold]
 
     def _use_warm_server(self, cwd: str) -> None:
-        from autograder import warm
+        from autograder import warm, warm_client
 
         preload = self.preload
         if preload is None:  # plain `nbgrader autograde`: what the notebooks being graded import
@@ -325,7 +325,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         os.makedirs(os.path.join(self._private_dir, "sockets"))
         self.ip = os.path.join(self._private_dir, "sockets", "ipc")
         self.connection_file = os.path.join(self._private_dir, "sockets", "kernel.json")
-        self._warm_note = os.path.join(self._private_dir, "cold-start.txt")
+        self._warm_note = os.path.join(self._private_dir, warm_client.COLD_NOTE)
 
     async def _async_pre_start_kernel(self, **kw):
         cwd = os.path.realpath(kw.get("cwd") or os.getcwd())
@@ -346,10 +346,8 @@ class SandboxedKernelManager(AsyncKernelManager):
         else:
             kw["env"] = {**os.environ, "KERAS_BACKEND": self.keras_backend}
         kernel_cmd, kw = await super()._async_pre_start_kernel(**kw)
-        if self.uid is not None:  # the connection file is written by now
-            _hand_over(os.path.dirname(self.ip), self.uid)
-            if self._server is not None:
-                _hand_over_tree(self._private(), self.uid)
+        if self.uid is not None:  # the connection file is written by now; a warm server also reads the input
+            _hand_over(self._private() if self._server is not None else os.path.dirname(self.ip), self.uid)
         return kernel_cmd, kw
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
@@ -392,13 +390,7 @@ def kernel_environment(keras_backend: str, threads: int) -> dict[str, str]:
 
 
 def _hand_over(path: str, uid: int) -> None:
-    """Make ``path`` and the files in it (written by the grader) belong to the sandbox user."""
-    os.chown(path, uid, uid)
-    for name in os.listdir(path):
-        os.chown(os.path.join(path, name), uid, uid, follow_symlinks=False)
-
-
-def _hand_over_tree(path: str, uid: int) -> None:
+    """Make ``path`` and everything in it (written by the grader) belong to the sandbox user."""
     for folder, dirs, names in os.walk(path):
         for name in [*dirs, *names]:
             os.chown(os.path.join(folder, name), uid, uid, follow_symlinks=False)
