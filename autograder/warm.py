@@ -129,8 +129,7 @@ class ForkServer:
             self.process.send_signal(signal.SIGKILL)  # bwrap: its PID namespace, every kernel in it, goes too
             self.process.wait()
         if self.slot is not None:
-            kill_leftovers(self.slot.uid)
-            self.slot.release()
+            self.slot.release()  # kills whatever is left under the uid
             self.slot = None
         shutil.rmtree(self.folder, ignore_errors=True)
 
