@@ -31,7 +31,6 @@ from autograder.sandbox import (
     UidSlot,
     drop_to,
     kernel_environment,
-    kill_leftovers,
     mount_options,
     namespace_options,
     python_dirs,
