@@ -27,6 +27,7 @@ from pathlib import Path
 
 import nbformat
 
+from autograder.forkserver import OLD_TMP, STAGE
 from autograder.sandbox import (
     UidSlot,
     drop_to,
@@ -40,7 +41,6 @@ from autograder.sandbox import (
 # server's environment asks every library for one thread; each kernel gets its own setting)
 # and keep no state a forked kernel could not use.
 PRELOADABLE = ("numpy", "scipy", "pandas", "sklearn", "keras", "tensorflow", "jax", "matplotlib")
-STAGE, OLD_TMP = "/run/autograder/kernel", "/run/autograder/tmp"  # as in forkserver
 READY_SECONDS = 300  # importing TensorFlow on a busy machine
 SERVER_SOURCE = Path(__file__).with_name("forkserver.py")
 CLIENT = Path(__file__).with_name("warm_client.py")

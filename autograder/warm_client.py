@@ -44,7 +44,7 @@ def main(socket_path: str, request: str, cold: list[str]) -> None:
         if first.strip() != "started":
             raise ConnectionError(first.strip() or "no answer")
     except OSError as exc:  # the reason goes beside the connection file, where the grader reads it
-        note = os.path.join(os.path.dirname(json.loads(request)["dir"] + "/"), COLD_NOTE)
+        note = os.path.join(json.loads(request)["dir"], COLD_NOTE)
         with open(note, "w") as f:
             f.write(f"{type(exc).__name__}: {exc}"[:300])
         os.execvp(cold[0], cold)
