@@ -1,10 +1,11 @@
 """The warm-kernel fork server: runs *inside* a bubblewrap sandbox, standard library only.
 
 The grader starts it once per grading worker (:class:`autograder.warm.ForkServer`, which
-passes this file's text to ``python -c``: the autograder package is not visible in the
-sandbox). It imports the heavy libraries an assignment needs (TensorFlow, scikit-learn...)
-and IPython's kernel, then, for each submission, forks a kernel that has run no student
-code. Each forked kernel gets, before any student code runs:
+copies this file into the server's folder and runs it through a one-line ``python -c``: the
+autograder package is not visible in the sandbox). It imports the heavy libraries an
+assignment needs (TensorFlow, scikit-learn...) and IPython's kernel, then, for each
+submission, forks a kernel that has run no student code. Each forked kernel gets, before
+any student code runs:
 
 * a new user, mount, PID, IPC, network and UTS namespace: it is PID 1 of its own PID
   namespace, so nothing it starts can outlive it (when PID 1 exits, the kernel kills

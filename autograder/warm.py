@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import atexit
+import functools
 import json
 import os
 import select
@@ -44,6 +45,9 @@ PRELOADABLE = ("numpy", "scipy", "pandas", "sklearn", "keras", "tensorflow", "ja
 READY_SECONDS = 300  # importing TensorFlow on a busy machine
 SERVER_SOURCE = Path(__file__).with_name("forkserver.py")
 CLIENT = Path(__file__).with_name("warm_client.py")
+# Runs the server's file as `python -c` would run its text (the autograder package is not
+# visible in the sandbox): in __main__, with sys.path[0] == "" like a cold kernel's.
+BOOTSTRAP = "import sys; path = sys.argv.pop(1); exec(compile(open(path).read(), path, 'exec'))"
 
 
 def preload_for(notebooks: list[Path]) -> list[str]:
@@ -52,23 +56,32 @@ def preload_for(notebooks: list[Path]) -> list[str]:
     for path in notebooks:
         if path.is_symlink() or not path.is_file() or path.stat().st_size > 20 * 2**20:
             continue
-        try:
-            cells = nbformat.read(path, as_version=4).cells
-        except Exception:  # a submission that is not a notebook: nothing to preload for it
-            continue
-        for cell in cells:
-            if cell.cell_type != "code":
-                continue
-            try:
-                tree = ast.parse(cell.source)
-            except SyntaxError:  # IPython magics
-                continue
-            for node in ast.walk(tree):
-                if isinstance(node, ast.Import):
-                    found.update(alias.name.split(".")[0] for alias in node.names)
-                elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                    found.add(node.module.split(".")[0])
+        stat = path.stat()
+        found.update(_imports(str(path), stat.st_mtime_ns, stat.st_size))
     return sorted(found & set(PRELOADABLE))
+
+
+@functools.lru_cache(maxsize=256)  # a worker grades many submissions of the same source notebooks
+def _imports(path: str, mtime_ns: int, size: int) -> frozenset[str]:
+    """The top-level modules a notebook's code cells import (the file as of ``mtime_ns``, ``size``)."""
+    try:
+        cells = nbformat.read(path, as_version=4).cells
+    except Exception:  # a submission that is not a notebook: nothing to preload for it
+        return frozenset()
+    found = set()
+    for cell in cells:
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:  # IPython magics
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                found.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found.add(node.module.split(".")[0])
+    return frozenset(found)
 
 
 class ForkServer:
@@ -89,7 +102,12 @@ class ForkServer:
         cmd += namespace_options(own_user_namespace=True)
         cmd += ["--dir", STAGE, "--dir", OLD_TMP] + mount_options([(self.folder, self.folder, True)], 16 * 2**20)
         kept = [d for d in python_dirs() if d.startswith("/tmp/")]  # the kernel's /tmp would hide them
-        cmd += [sys.executable, "-c", SERVER_SOURCE.read_text(), self.folder, ",".join(preload), json.dumps(kept)]
+        # The server's code is a copy in its own folder (kernels never see that folder), so its
+        # command line stays short: `ps`, and a kernel's /proc/1/cmdline, show only this bootstrap.
+        source = os.path.join(self.folder, "forkserver.py")
+        shutil.copyfile(SERVER_SOURCE, source)
+        os.chmod(source, 0o444)
+        cmd += [sys.executable, "-c", BOOTSTRAP, source, self.folder, ",".join(preload), json.dumps(kept)]
         self.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._errors, stdin=subprocess.DEVNULL,
                                         env=kernel_environment(keras_backend, threads=1))
         self._wait_ready()

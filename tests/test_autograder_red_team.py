@@ -512,7 +512,8 @@ def test_grade_refuses_without_sandbox(tmp_path, monkeypatch, capsys):
 # Warm kernels (autograder.warm): one worker forks every kernel from one server, so a student
 # graded before another must leave nothing behind: no file in any folder a kernel can write,
 # no process. The first student tries; the second looks, and breaks its own Laplace part if it
-# finds anything, or if its kernel was not forked by the server (PID 1 is then bubblewrap itself).
+# finds anything, if its kernel was not forked by the server (PID 1 is then bubblewrap itself),
+# or if it can read the server's code (from PID 1's command line, or a file named there).
 PERSIST = """
 import os, signal, subprocess, sys
 for folder in ['/tmp', '/dev/shm', '/dev', os.getcwd(), os.path.dirname(os.getcwd())]:
@@ -534,9 +535,11 @@ import glob, os
 _traces = [p for p in glob.glob('/tmp/**', recursive=True) + glob.glob('/dev/shm/*') + glob.glob('/dev/left*')
            if 'left-by' in p or 'still-running' in p]
 _others = sorted(int(p) for p in os.listdir('/proc') if p.isdigit() and int(p) > 2)
-_forked = open('/proc/1/cmdline', 'rb').read().split(b'\\0')[0] != b'bwrap'
-print('traces', _traces, 'other processes', _others, 'forked by the server', _forked)
-if _traces or _others or not _forked:
+_args = open('/proc/1/cmdline', 'rb').read().split(b'\\0')
+_forked = _args[0] != b'bwrap'
+_code = [a[:40] for a in _args[1:] if b'def ' in a or os.path.isfile(a)]  # the grader's code, on PID 1's line
+print('traces', _traces, 'other processes', _others, 'forked by the server', _forked, 'grader code', _code)
+if _traces or _others or not _forked or _code:
     laplace_nll = None
 """
 
