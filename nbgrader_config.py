@@ -18,6 +18,10 @@ c.CourseDirectory.submitted_directory = "grading/submitted"
 c.CourseDirectory.autograded_directory = "grading/autograded"
 c.CourseDirectory.feedback_directory = "grading/feedback"
 c.CourseDirectory.db_url = "sqlite:///grading/gradebook.db"
+# The course's id, stored with every assignment in the gradebook. nbgrader adds the course
+# only for a non-empty id (its default is ""), and PostgreSQL, unlike SQLite, refuses an
+# assignment whose course is missing: a PostgreSQL gradebook (README) needs this line.
+c.CourseDirectory.course_id = "deep-learning"
 
 # Late submissions. nbgrader's AssignLatePenalties (part of autograding) compares each
 # submission's timestamp.txt, which `python -m autograder collect` writes, with the

@@ -534,9 +534,9 @@ def due_date(course: Course, assignment: str) -> datetime | None:
     """The assignment's due date in the gradebook (naive UTC), if it has one."""
     if not _gradebook_exists(course):
         return None
-    from nbgrader.api import Gradebook, MissingEntry
+    from nbgrader.api import MissingEntry
 
-    with Gradebook(course.db_url) as gb:
+    with course.gradebook() as gb:
         try:
             return gb.find_assignment(assignment).duedate
         except MissingEntry:
@@ -546,10 +546,8 @@ def due_date(course: Course, assignment: str) -> datetime | None:
 def set_due_date(course: Course, assignment: str, due: str) -> datetime:
     """Record the due date in the gradebook, where nbgrader's AssignLatePenalties reads it
     (as ``nbgrader db assignment add ASSIGNMENT --duedate=...`` does). Returns it in UTC."""
-    from nbgrader.api import Gradebook
-
     when = parse_utc(due)
-    with Gradebook(course.db_url) as gb:
+    with course.gradebook() as gb:
         gb.update_or_create_assignment(assignment, duedate=when)
     return when
 

@@ -90,6 +90,13 @@ class Course:
             url = f"sqlite:///{self.root / url.removeprefix('sqlite:///')}"
         return _with_busy_timeout(url)
 
+    def gradebook(self):
+        """nbgrader's Gradebook for this course (close it: ``with course.gradebook() as gb``),
+        under the course id nbgrader's own commands use."""
+        from nbgrader.api import Gradebook
+
+        return Gradebook(self.db_url, self.coursedir.course_id or "default_course")
+
     def settings(self) -> dict:
         """The course settings, ``[tool.course]`` of the course's ``pyproject.toml`` (may be empty)."""
         path = self.root / "pyproject.toml"

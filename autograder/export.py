@@ -53,7 +53,7 @@ def rows(course: Course, assignment: str) -> tuple[list[dict], list[str]]:
     collected = collect.read_records(course, assignment)
     names = sorted(set(students(course, assignment)) | set(records) | set(collected))
     out = []
-    with Gradebook(course.db_url) as gb:
+    with course.gradebook() as gb:
         cells = graded_cells(course, gb, assignment)
         maximum = float(gb.find_assignment(assignment).max_score)
         for student in names:
@@ -134,7 +134,7 @@ def report(course: Course, assignment: str, out_dir: Path) -> tuple[str, Path]:
         if pending else ""))
     review = [r["student_id"] for r in table if r["needs_review"]]
     lines.append(f"  needs review: {len(review)}" + (f" ({', '.join(review)})" if review else ""))
-    with Gradebook(course.db_url) as gb:
+    with course.gradebook() as gb:
         maxima = graded_cells(course, gb, assignment)
     lines.append("  per graded cell: full-marks rate")
     for cell in cells:

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import nbformat
-from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.api import MissingEntry
 from tqdm import tqdm
 
 from autograder import files, guard, warm
@@ -109,7 +109,7 @@ def vet(folder: Path, dest: Path, notebooks: list[str], max_bytes: int) -> tuple
 
 
 def _scores(course: Course, assignment: str, student: str) -> tuple[float, float]:
-    with Gradebook(course.db_url) as gb:
+    with course.gradebook() as gb:
         try:
             submission = gb.find_submission(assignment, student)
         except MissingEntry:
@@ -211,7 +211,7 @@ def grade_submission(job: Job) -> Record:
 def in_gradebook(course: Course, assignment: str) -> bool:
     """Whether nbgrader's gradebook has the assignment's cells (``release`` puts them there)."""
     put_environment_first()  # a new gradebook is created with alembic
-    with Gradebook(course.db_url) as gb:
+    with course.gradebook() as gb:
         try:
             gb.find_assignment(assignment)
             return True

@@ -89,9 +89,7 @@ def generate(course: Course, assignment: str, out: Path) -> Path:
         raise RuntimeError(f"nbgrader generate_assignment {assignment} failed:\n{details}")
     due = course.due_dates().get(assignment)
     if due is not None:  # from pyproject.toml into the gradebook, where nbgrader's late penalty reads it
-        from nbgrader.api import Gradebook
-
-        with Gradebook(course.db_url) as gb:
+        with course.gradebook() as gb:
             gb.update_or_create_assignment(assignment, duedate=due.replace(tzinfo=None))
     return Path(out) / assignment
 
