@@ -54,9 +54,11 @@ def preload_for(notebooks: list[Path]) -> list[str]:
     """The preloadable libraries that these notebooks import (top-level names, sorted)."""
     found = set()
     for path in notebooks:
-        if path.is_symlink() or not path.is_file() or path.stat().st_size > 20 * 2**20:
+        if path.is_symlink() or not path.is_file():
             continue
         stat = path.stat()
+        if stat.st_size > 20 * 2**20:
+            continue
         found.update(_imports(str(path), stat.st_mtime_ns, stat.st_size))
     return sorted(found & set(PRELOADABLE))
 

@@ -130,7 +130,7 @@ def postgres_url():
     as_user = []
     if os.geteuid() == 0:
         os.chown(folder, 65534, 65534)
-        as_user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
+        as_user = sandbox.drop_to(65534)
     data, sockets = f"{folder}/data", folder
     run = dict(check=True, capture_output=True, text=True, timeout=120, cwd=folder)
     subprocess.run([*as_user, f"{bindir}/initdb", "-D", data, "-U", "grader", "--auth=trust", "-E", "UTF8",
