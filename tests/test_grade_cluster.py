@@ -135,21 +135,25 @@ def postgres_url():
     run = dict(check=True, capture_output=True, text=True, timeout=120, cwd=folder)
     subprocess.run([*as_user, f"{bindir}/initdb", "-D", data, "-U", "grader", "--auth=trust", "-E", "UTF8",
                     "--no-sync"], **run)
+    log = tempfile.TemporaryFile()  # the server's log (a pipe nobody reads could fill up and stall it)
     server = subprocess.Popen([*as_user, f"{bindir}/postgres", "-D", data, "-k", sockets, "-c",
                                "listen_addresses=", "-c", "fsync=off"], cwd=folder,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                              stdout=subprocess.DEVNULL, stderr=log)
     try:
         for _ in range(600):
             ready = subprocess.run([f"{bindir}/pg_isready", "-h", sockets, "-U", "grader"], capture_output=True)
             if ready.returncode == 0 or server.poll() is not None:
                 break
             time.sleep(0.1)
-        assert ready.returncode == 0, f"PostgreSQL did not start: {server.stderr.read().decode()[-2000:]}"
+        if ready.returncode != 0:
+            log.seek(0)
+            pytest.fail(f"PostgreSQL did not start: {log.read().decode(errors='replace')[-2000:]}")
         subprocess.run([f"{bindir}/createdb", "-h", sockets, "-U", "grader", "gradebook"], **run)
         yield f"postgresql+psycopg://grader@/gradebook?host={sockets}"
     finally:
         server.terminate()  # SIGTERM: PostgreSQL's "smart" shutdown
         server.wait(timeout=60)
+        log.close()
         shutil.rmtree(folder, ignore_errors=True)
 
 
